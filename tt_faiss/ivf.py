@@ -118,6 +118,7 @@ class IndexIVFTT:
                                 f"(no attribute {name!r})")
         self.d = as_positive_int(d, "d")
         self.chain = self._as_chain(pretransform)
+        self.pretransform_spec = None  # faiss prefix string when built by index_factory
         d_out = self.chain[-1].d_out if self.chain else self.d
         if self.chain and self.chain[0].d_in != self.d:
             raise ValueError(f"pretransform takes d_in={self.chain[0].d_in}, but d={self.d}")
