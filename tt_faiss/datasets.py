@@ -773,7 +773,9 @@ def get_dataset(name, data_dir=None, cache_dir=None, nq=None):
     if low == "glove":
         return DatasetGloVe(n_queries=nq or 10000, cache_dir=cache_dir)
     if low == "tiny":
-        return DatasetDeepLike(nb=2000, nq=nq or 100, nt=2000, d=16, cache_dir=cache_dir)
+        ds = DatasetDeepLike(nb=2000, nq=nq or 100, nt=2000, d=16, cache_dir=cache_dir)
+        ds.name = "tiny"
+        return ds
     if low.startswith("deeplike"):
         try:
             nb = _parse_count(name[len("deeplike"):])

@@ -19,7 +19,7 @@ import numpy as np
 
 __all__ = [
     "list_sizes", "bucket_stats", "bucket_stats_from_sizes", "list_assignment", "probe_order",
-    "recall_at_r", "recall_at_r_from_assignment", "default_Rs",
+    "recall_at_r", "recall_at_r_from_assignment", "default_Rs", "knn_recall",
 ]
 
 
@@ -257,3 +257,26 @@ def recall_at_r(index, xq, gt, Rs=None, nprobe=None, probes=None):
         pos_all.append(p)
         cov_all.append(c)
     return _recall_from_positions(np.concatenate(pos_all), np.concatenate(cov_all), Rs)
+
+
+def knn_recall(I, gt, k=1, at=None):
+    """End-to-end recall of search results (DESIGN §5), as a float.
+
+    I: (nq, >= at) result ids; gt: (nq, >= k) true neighbour ids, nearest first.
+    ``knn_recall(I, gt, 1)`` is 1-recall@1 (the true NN is the first result);
+    ``knn_recall(I, gt, 1, at=10)`` is 1-recall@10; ``knn_recall(I, gt, 10)`` is 10-recall@10,
+    the mean overlap of the first 10 results with the true top 10, divided by 10.
+    """
+    at = k if at is None else int(at)
+    I = np.asarray(I)
+    gt = np.asarray(gt)
+    if gt.ndim == 1:
+        gt = gt[:, None]
+    if I.ndim != 2 or gt.ndim != 2 or I.shape[0] != gt.shape[0]:
+        raise ValueError(f"I, gt: expected (nq, *) arrays with equal nq, got {I.shape} and {gt.shape}")
+    if not (1 <= k <= gt.shape[1]) or not (1 <= at <= I.shape[1]):
+        raise ValueError(f"k={k}, at={at}: need k <= gt columns ({gt.shape[1]}) and at <= I columns ({I.shape[1]})")
+    Ia, G = I[:, :at], gt[:, :k]
+    # a true neighbour counts once however often it appears in the results; -1 padding never matches
+    hits = np.count_nonzero((Ia[:, :, None] == G[:, None, :]).any(axis=1) & (G >= 0))
+    return int(hits) / (I.shape[0] * k)
