@@ -337,6 +337,7 @@ def run(argv=None):
     ap.add_argument("--cache-dir", default=os.path.join(HERE, "cache"))
     ap.add_argument("--out", default=None, help="JSON path (default bench/results/<dataset>/<key>.json)")
     ap.add_argument("--label", default=None, help="row label in summaries (default: the key)")
+    ap.add_argument("--no-search", action="store_true", help="bucket statistics / Recall@R only, no QPS sweep")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
 
@@ -387,8 +388,11 @@ def run(argv=None):
         settings = [{name: e} for e in parse_list(args.ef)]
     if args.beam and kind == "tt":
         settings = [dict(s, beam=b) for s in settings for b in parse_list(args.beam) if b >= s.get("nprobe", 1)]
-    log(f"search sweep at {args.threads} thread(s), >= {args.min_time} s per setting")
-    res["sweep"] = sweep(index, kind, args.key, xq, gt, settings, args.threads, args.min_time, log,
+    if args.no_search:
+        settings = []
+    else:
+        log(f"search sweep at {args.threads} thread(s), >= {args.min_time} s per setting")
+    res["sweep"] = [] if not settings else sweep(index, kind, args.key, xq, gt, settings, args.threads, args.min_time, log,
                          stop_at=args.stop_at, max_pass_s=args.max_pass_s)
     res["qps_at"] = {
         "recall1_at1=0.9": qps_at(res["sweep"], "recall1_at1", 0.9),

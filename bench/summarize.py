@@ -246,6 +246,10 @@ def main(argv=None):
     ap.add_argument("--out", default=None, help="output directory (default: the first input directory)")
     ap.add_argument("--baseline", default=None, help="key or label of the Recall@R baseline (default: first IMI run)")
     ap.add_argument("--order", default="floats", choices=("floats", "file"), help="table row order")
+    ap.add_argument("--readme", default=None, help="also write a README section (table, plots, commands) here")
+    ap.add_argument("--title", default=None, help="heading of the README section")
+    ap.add_argument("--append", action="store_true", help="append to --readme instead of overwriting it")
+    ap.add_argument("--no-plots", action="store_true", help="table (and README section) only")
     args = ap.parse_args(argv)
     runs = load_runs(args.inputs)
     if args.order == "floats":
@@ -261,22 +265,41 @@ def main(argv=None):
     with open(os.path.join(out, "table.md"), "w") as f:
         f.write(table + note)
     written = ["table.md"]
-    if any(r.get("recall_at_R") for r in runs):
-        plot_recall_at_R(runs, os.path.join(out, "recall_at_R.png"))
-        written.append("recall_at_R.png")
-        base = find_baseline(runs, args.baseline)
-        if base is not None and len([r for r in runs if r.get("recall_at_R")]) > 1:
-            plot_recall_diff(runs, base, os.path.join(out, "recall_at_R_diff.png"))
-            written.append("recall_at_R_diff.png")
-    if plot_buckets_vs_rank(runs, os.path.join(out, "buckets_vs_rank.png")):
-        written.append("buckets_vs_rank.png")
-    if plot_pca(runs, os.path.join(out, "pca.png")):
-        written.append("pca.png")
-    plot_recall_vs_qps(runs, os.path.join(out, "recall_vs_qps.png"))
-    written.append("recall_vs_qps.png")
+    if not args.no_plots:
+        if any(r.get("recall_at_R") for r in runs):
+            plot_recall_at_R(runs, os.path.join(out, "recall_at_R.png"))
+            written.append("recall_at_R.png")
+            base = find_baseline(runs, args.baseline)
+            if base is not None and len([r for r in runs if r.get("recall_at_R")]) > 1:
+                plot_recall_diff(runs, base, os.path.join(out, "recall_at_R_diff.png"))
+                written.append("recall_at_R_diff.png")
+        if plot_buckets_vs_rank(runs, os.path.join(out, "buckets_vs_rank.png")):
+            written.append("buckets_vs_rank.png")
+        if plot_pca(runs, os.path.join(out, "pca.png")):
+            written.append("pca.png")
+        plot_recall_vs_qps(runs, os.path.join(out, "recall_vs_qps.png"))
+        written.append("recall_vs_qps.png")
+    if args.readme:
+        write_readme_section(args.readme, runs, table + note, out, written, args.title, args.append)
+        written.append(args.readme)
     sys.stdout.write(table)
     print(f"wrote {', '.join(written)} to {out}")
     return table
+
+
+def write_readme_section(path, runs, table, out, pngs, title=None, append=False):
+    """Markdown section: the table, the plots (paths relative to the section file), the commands."""
+    base = os.path.dirname(os.path.abspath(path))
+    lines = [f"### {title or 'Results on ' + runs[0]['dataset']}", "", table.rstrip(), ""]
+    for png in pngs:
+        if png.endswith(".png"):
+            rel = os.path.relpath(os.path.join(out, png), base)
+            lines.append(f"![{png[:-4]}]({rel})")
+    lines += ["", "Commands (one per row):", "", "```"]
+    lines += [r.get("env", {}).get("command", f"python bench/bench_ivf.py --key {r['key']!r}") for r in runs]
+    lines += ["```", ""]
+    with open(path, "a" if append else "w") as f:
+        f.write("\n".join(lines))
 
 
 if __name__ == "__main__":

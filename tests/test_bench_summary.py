@@ -80,6 +80,21 @@ def test_table_and_plots(tmp_path):
     assert (out / "table.md").read_text().startswith(lines[0])
 
 
+def test_readme_section(tmp_path):
+    _write(tmp_path)
+    readme = tmp_path / "README_table.md"
+    summarize.main([str(tmp_path), "--out", str(tmp_path / "plots"), "--readme", str(readme), "--title", "Toy"])
+    assert (tmp_path / "plots" / "recall_vs_qps.png").exists()
+    text = readme.read_text()
+    assert text.startswith("### Toy\n") and "| TT r4 |" in text
+    assert "![recall_vs_qps](plots/recall_vs_qps.png)" in text  # relative to the section file
+    assert text.count("python bench/bench_ivf.py") == 4
+    summarize.main([str(tmp_path), "--out", str(tmp_path / "plots2"), "--readme", str(readme), "--append",
+                    "--title", "Again", "--no-plots"])
+    assert not (tmp_path / "plots2" / "recall_vs_qps.png").exists()
+    assert readme.read_text().count("### ") == 2
+
+
 def test_no_tt_runs_skips_tt_plots(tmp_path):
     _write(tmp_path)
     for f in ("r1.json", "r2.json"):
@@ -119,5 +134,5 @@ def test_bench_ivf_tiny_end_to_end(tmp_path):
     res2 = bench.run(["--dataset", "tiny", "--key", "IVF16,Flat", "--min-time", "0", "--nprobe", "16",
                       "--cache-dir", str(tmp_path / "cache"), "--out", str(out), "--max-r-exp", "0", "--quiet"])
     assert res2["train_s"] == res["train_s"] and res2["add_s"] == res["add_s"]
-    summarize.main([str(out.parent), "--out", str(tmp_path / "sum")])
+    summarize.main([str(out.parent), "--out", str(tmp_path / "sum"), "--no-plots"])
     assert (tmp_path / "sum" / "table.md").exists()
