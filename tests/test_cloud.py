@@ -16,10 +16,13 @@ CASES = [
     (96, (5, 6, 7), (3, 5)),   # per-core ranks
     (2, (6, 4, 5), (8, 2)),    # rank > d
     (50, (4, 3, 5), (6, 6)),
+    (20, (6, 5, 4, 3), "h3"),  # random_hierarchical, rank 3, four cores
 ]
 
 
 def make_cloud(d, shape, ranks, seed=0):
+    if isinstance(ranks, str):
+        return TTPointCloud.random_hierarchical(d, shape, int(ranks[1:]), seed=seed)
     if not ranks:
         rng = np.random.default_rng(seed)
         return TTPointCloud([rng.standard_normal((d, shape[0])).astype(np.float32)])
@@ -80,6 +83,16 @@ def test_narrow_beam_valid_sorted_unique_true_distances(d, shape, ranks, rng):
     pts = c.reconstruct(I.ravel()).reshape(40, k, d)
     true = ((pts.astype(np.float64) - x[:, None, :]) ** 2).sum(-1)
     np.testing.assert_allclose(D, true, rtol=1e-4, atol=1e-6)
+
+
+def test_hierarchical_cloud_centroids_are_prefix_positions(rng):
+    c = TTPointCloud.random_hierarchical(16, (8, 8, 8), 4, seed=1, decay=0.5)
+    # level-1 centroids are G1[:, i, 0]: the first rank slot carries the position
+    np.testing.assert_allclose(c.centroids(1), c.cores[0][:, :, 0].T, rtol=1e-5, atol=1e-5)
+    # and a narrow beam finds the exact nearest point for data near the cloud
+    x = near_cloud_queries(c, 300, rng, noise=0.05)
+    exact = c.assign(x, beam=c.npoints)
+    assert (c.assign(x, beam=8) == exact).mean() > 0.95
 
 
 def test_wider_beam_never_worse(rng):

@@ -111,6 +111,48 @@ class TTPointCloud:
         cores[-1] = cores[-1][:, :, 0]  # the last core is (r, Nk)
         return cls(cores)
 
+    @classmethod
+    def random_hierarchical(cls, d: int, shape: Sequence[int], rank: int, seed: int = 0,
+                            decay: float = 0.5) -> "TTPointCloud":
+        """Random cloud whose level centroids form a clean hierarchical clustering.
+
+        A residual-VQ written as an exact rank-`rank` TT: the TT state carries a position
+        (first rank slot) and a local (rank-1)-dimensional basis; each level adds a zero-mean
+        offset in that basis and rotates/shrinks the basis by `decay`. Level-a centroids are
+        the prefix positions, so it imitates a trained cloud (gaussian random cores do not
+        cluster hierarchically). For benchmarks and tests; needs rank >= 2 when k >= 2.
+        """
+        d = as_positive_int(d, "d")
+        shape = tuple(as_positive_int(s, "shape entry") for s in shape)
+        rank = as_positive_int(rank, "rank")
+        k = len(shape)
+        rng = np.random.default_rng(seed)
+        if k == 1:
+            return cls([rng.standard_normal((d, shape[0])).astype(np.float32)])
+        if rank < 2:
+            raise ValueError(f"random_hierarchical needs rank >= 2, got {rank}")
+        m = rank - 1
+
+        def offsets(n):
+            u = rng.standard_normal((n, m))
+            return u - u.mean(axis=0)  # zero mean over children: centroids = positions
+
+        g1 = np.zeros((d, shape[0], rank))
+        g1[:, :, 0] = rng.standard_normal((d, shape[0]))
+        g1[:, :, 1:] = rng.standard_normal((d, shape[0], m)) * (decay / math.sqrt(m))
+        cores = [g1]
+        for n in shape[1:-1]:
+            g = np.zeros((rank, n, rank))
+            g[0, :, 0] = 1.0
+            g[1:, :, 0] = offsets(n).T
+            g[1:, :, 1:] = np.transpose(rng.standard_normal((n, m, m)), (1, 0, 2)) * (decay / math.sqrt(m))
+            cores.append(g)
+        last = np.zeros((rank, shape[-1]))
+        last[0] = 1.0
+        last[1:] = offsets(shape[-1]).T
+        cores.append(last)
+        return cls([c.astype(np.float32) for c in cores])
+
     # ------------------------------------------------------------------ properties
     @property
     def d(self) -> int:
