@@ -19,7 +19,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 DEFAULT_RECIPE = dict(
-    init="rvq",              # "rvq" (residual VQ / PCA, data-driven) or "random"
+    init="rvq",              # "rvq" (residual VQ / PCA, data-driven), "random", or a TTPointCloud
+                             # / list of public-layout cores to warm-start from
     init_sample=100_000,     # rows used by the initialisation (k-means, PCA)
     kmeans_iters=20,
     stages=("als",),
@@ -186,8 +187,13 @@ def fit(x, shape, rank, *, seed: int = 0, device="cpu", time_budget: Optional[fl
         raise ValueError("device='cuda' requested but torch.cuda.is_available() is False")
     if time_budget is not None and not (time_budget > 0):
         raise ValueError(f"time_budget must be > 0 seconds, got {time_budget}")
-    if cfg["init"] not in ("rvq", "random"):
-        raise ValueError(f"init must be 'rvq' or 'random', got {cfg['init']!r}")
+    warm = None
+    if isinstance(cfg["init"], TTPointCloud) or isinstance(cfg["init"], (list, tuple)):
+        warm = cfg["init"] if isinstance(cfg["init"], TTPointCloud) else TTPointCloud(list(cfg["init"]))
+        if warm.d != D or warm.shape != shape:
+            raise ValueError(f"init cloud has d={warm.d}, shape={warm.shape}; expected d={D}, shape={shape}")
+    elif cfg["init"] not in ("rvq", "random"):
+        raise ValueError(f"init must be 'rvq', 'random' or a TTPointCloud, got {cfg['init']!r}")
     stages = (cfg["stages"],) if isinstance(cfg["stages"], str) else tuple(cfg["stages"])
     for s in stages:
         if s not in ("als", "sgd"):
@@ -205,7 +211,11 @@ def fit(x, shape, rank, *, seed: int = 0, device="cpu", time_budget: Optional[fl
 
     # ---- initialisation (float64 cores on the CPU; moved to the device per stage)
     xs = _sample_rows(x, int(cfg["init_sample"]), rng)
-    if cfg["init"] == "rvq":
+    if warm is not None:
+        cores = tt.to_internal(warm.cores, dtype=torch.float64)
+        if len(shape) > 1:
+            cores = tt.pad_ranks(tt.round_tt(cores, ranks), ranks)
+    elif cfg["init"] == "rvq":
         cores = _init.rvq_pca(xs, shape, max(ranks, default=1), seed=seed, niter=int(cfg["kmeans_iters"]))
         if len(shape) > 1:
             cores = tt.pad_ranks(tt.round_tt(cores, ranks), ranks)
@@ -214,8 +224,9 @@ def fit(x, shape, rank, *, seed: int = 0, device="cpu", time_budget: Optional[fl
         if len(shape) > 1:
             cores = tt.pad_ranks(tt.round_tt(cores, ranks), ranks)
     del xs
-    log.record("init", 0, method=cfg["init"])
-    log.say(f"[tt_faiss.fit] init={cfg['init']} shape={shape} ranks={ranks} "
+    init_name = "warm" if warm is not None else cfg["init"]
+    log.record("init", 0, method=init_name)
+    log.say(f"[tt_faiss.fit] init={init_name} shape={shape} ranks={ranks} "
             f"({time.time() - t0:.1f}s)")
 
     for stage in stages:

@@ -23,7 +23,8 @@ def kmeans(x: np.ndarray, k: int, seed: int, niter: int = 20) -> tuple[np.ndarra
     if k == 1:
         return x.mean(0, keepdims=True), np.zeros(len(x), dtype=np.int64)
     km = faiss.Kmeans(x.shape[1], k, niter=niter, seed=int(seed) + 1, verbose=False,
-                      max_points_per_centroid=max(256, (len(x) + k - 1) // k))
+                      max_points_per_centroid=max(256, (len(x) + k - 1) // k),
+                      min_points_per_centroid=1)  # small samples are fine here; no warnings
     km.train(x)
     _, a = km.index.search(x, 1)
     return km.centroids.copy(), a[:, 0].astype(np.int64)

@@ -136,10 +136,10 @@ def run_sgd(x, cores, cfg, rng, gen, dev, log, out_of_time):
             total = loss_fn(params)
             total.backward()
             opt.step()
-            total = float(total)
+            total = float(total.detach())
         else:
             cores, total, _ = opt.step(loss_fn, cores)
-        vals = {k: float(v) for k, v in parts.items()}
+        vals = {k: float(v.detach() if torch.is_tensor(v) else v) for k, v in parts.items()}
         entry = log.record("sgd", it, loss=total, nn_loss=float(dist[:, 0].mean()), **vals)
         first = entry if first is None else first
         last = entry

@@ -19,7 +19,7 @@ Cores = List[torch.Tensor]
 
 def to_internal(cores: Sequence, device="cpu", dtype=torch.float32) -> Cores:
     """Public cores (numpy or torch; last core (r, Nk) or single (D, N1)) -> 3-D torch cores."""
-    out = [torch.as_tensor(np.asarray(c) if not torch.is_tensor(c) else c, dtype=dtype, device=device)
+    out = [(c if torch.is_tensor(c) else torch.from_numpy(np.array(c))).to(device=device, dtype=dtype)
            for c in cores]
     if out[-1].dim() == 2:
         out[-1] = out[-1].unsqueeze(-1)

@@ -1,0 +1,1 @@
+"""Runnable examples (python -m tt_faiss.examples.toy --out DIR)."""
