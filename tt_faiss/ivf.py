@@ -86,6 +86,10 @@ def _make_inner(d: int, nlist: int, codec: str):
         raise ValueError(f"fast-scan codec {codec!r} is only supported as PQ<M>x4fs[r][_<bbs>]")
     if default_res is None:
         default_res = bool(inner.by_residual)
+    if isinstance(inner, faiss.IndexIVFPQ):
+        # faiss's factory turns on polysemous training (slow annealing that only reorders the
+        # codewords for polysemous filtering, which IndexIVFTT does not use)
+        inner.do_polysemous_training = False
     inner.by_residual = False
     return inner, bbs, default_res
 
@@ -326,17 +330,27 @@ class IndexIVFTT:
 
     def remove_ids(self, sel) -> int:
         """Remove ids given as an int array or a faiss.IDSelector; returns the number removed."""
-        if not isinstance(sel, faiss.IDSelector):
+        hashed = self._inner.direct_map.type == faiss.DirectMap.Hashtable
+        if isinstance(sel, faiss.IDSelector):
+            if hashed and not isinstance(sel, faiss.IDSelectorArray):
+                # faiss's hashtable direct map removes only by IDSelectorArray: drop it, it is
+                # rebuilt by the next reconstruct()
+                self._inner.set_direct_map_type(faiss.DirectMap.NoMap)
+                hashed = False
+            inner_sel = store_sel = sel
+        else:
             ids = np.asarray(sel)
             if ids.dtype.kind not in "iu" or ids.ndim != 1:
                 raise TypeError(f"remove_ids takes a 1-D integer array or a faiss.IDSelector, "
                                 f"got {type(sel).__name__} {getattr(ids, 'dtype', '')} {getattr(ids, 'shape', '')}")
             ids = np.ascontiguousarray(ids, dtype=np.int64)
-            sel = faiss.IDSelectorBatch(ids.size, _swig(ids))
-            keep_alive = ids  # noqa: F841  (the selector points into ids)
-        n = int(self._inner.remove_ids(sel))
+            # IDSelectorBatch hashes the ids (fast list scans); IDSelectorArray (pointing into
+            # ids, alive for this call) is what the hashtable direct map accepts
+            store_sel = faiss.IDSelectorBatch(ids.size, _swig(ids))
+            inner_sel = faiss.IDSelectorArray(ids.size, _swig(ids)) if hashed else store_sel
+        n = int(self._inner.remove_ids(inner_sel))
         if self.refine:
-            self._refine_store.remove_ids(sel)
+            self._refine_store.remove_ids(store_sel)
         self._fastscan = None
         return n
 
@@ -435,6 +449,7 @@ class IndexIVFTT:
             if self.refine:
                 Db, Ib = self._rerank(xb, Db, Ib, k)
             D[i0:i0 + bs], I[i0:i0 + bs] = Db, Ib
+        D[I < 0] = np.inf  # faiss pads with FLT_MAX; the contract is -1 / +inf
         return D, I
 
     def _search_base(self, xt: np.ndarray, k: int, nprobe: int, beam):
