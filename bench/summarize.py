@@ -77,6 +77,19 @@ def tt_rank(r):
     return (m.group(1), int(m.group(2))) if m else (None, None)
 
 
+QPS_MODE = {"mode": "cpu"}
+
+
+def _qps_at(r):
+    if QPS_MODE["mode"] == "cpu" and r.get("qps_cpu_at"):
+        return r["qps_cpu_at"]
+    return r.get("qps_at") or {}
+
+
+def _qps(s):
+    return s.get("qps_cpu", s["qps"]) if QPS_MODE["mode"] == "cpu" else s["qps"]
+
+
 def markdown_table(runs):
     head = (["index", "quantizer floats", "buckets", "empty %", "ΣN²/N"] + [f"R@{R}" for R in TABLE_RS]
             + ["train s", "add s", "index MB"] + [t[1] for t in TARGETS])
@@ -84,7 +97,7 @@ def markdown_table(runs):
     for r in runs:
         bs = r.get("bucket_stats") or {}
         rec = r.get("recall_at_R") or {}
-        qa = r.get("qps_at") or {}
+        qa = _qps_at(r)
         mb = r.get("index_bytes")
         row = [label(r), _fmt_int(r.get("quantizer_floats")) if r.get("nlist") else "–",
                _fmt_int(r.get("nlist")) if r.get("nlist") else "–",
@@ -227,7 +240,7 @@ def plot_recall_vs_qps(runs, path):
         if not rows:
             continue
         for ax, metric in zip(axes, ("recall1_at1", "recall10_at10")):
-            ax.plot([s[metric] for s in rows], [s["qps"] for s in rows], marker=".", label=label(r),
+            ax.plot([s[metric] for s in rows], [_qps(s) for s in rows], marker=".", label=label(r),
                     color=f"C{i % 10}", ls="-" if tt_rank(r)[0] else "--")
     for ax, name in zip(axes, ("1-recall@1", "10-recall@10")):
         ax.set_xlabel(name)
@@ -250,7 +263,11 @@ def main(argv=None):
     ap.add_argument("--title", default=None, help="heading of the README section")
     ap.add_argument("--append", action="store_true", help="append to --readme instead of overwriting it")
     ap.add_argument("--no-plots", action="store_true", help="table (and README section) only")
+    ap.add_argument("--qps", default="cpu", choices=("cpu", "wall"),
+                    help="QPS from process CPU time per search thread (default; robust on a shared machine) "
+                         "or from wall time; runs without CPU-time QPS fall back to wall time")
     args = ap.parse_args(argv)
+    QPS_MODE["mode"] = args.qps
     runs = load_runs(args.inputs)
     if args.order == "floats":
         runs.sort(key=lambda r: (r.get("nlist") is None, r.get("quantizer_floats") or 0, r["key"]))
@@ -259,7 +276,7 @@ def main(argv=None):
     table = markdown_table(runs)
     env = runs[0].get("env", {})
     note = (f"\n{runs[0]['dataset']}: nb={runs[0]['nb']:,}, nq={runs[0]['nq']:,}, d={runs[0]['d']}; "
-            f"QPS at {runs[0].get('threads', 1)} search thread(s), faiss {env.get('faiss', '?')}, "
+            f"QPS ({'CPU time' if args.qps == 'cpu' else 'wall time'}) at {runs[0].get('threads', 1)} search thread(s), faiss {env.get('faiss', '?')}, "
             f"{env.get('cpus', '?')} CPUs. R@R: Recall@R (true NN among the first R candidates of the "
             f"quantizer's probe order); QPS columns: best QPS of the nprobe/ef sweep reaching the target.\n")
     with open(os.path.join(out, "table.md"), "w") as f:
