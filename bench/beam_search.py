@@ -4,10 +4,10 @@ For each cloud shape / rank / beam / thread count: queries per second of TTPoint
 (k=1), and the fraction of queries whose exact nearest TT point is found, against
 (a) faiss IndexFlatL2 over the materialised points (the exact answer; timed where it fits)
 and (b) a numpy reference of the same algorithm (vectorised per level, a few queries only).
-Clouds come from TTPointCloud.random_hierarchical (decay 0.5: level centroids form a
+Clouds come from TTPointCloud.random_hierarchical (--decay, default 1.0: level centroids form a
 hierarchical clustering, as in a trained cloud; gaussian random cores do not, and no beam
 finds anything in them). Queries are drawn near the cloud: a random TT point plus Gaussian
-noise of std `--noise` per coordinate (the finest level's offsets have std 0.5^(k-1)).
+noise of std `--noise` per coordinate (default 0.5; the offsets of every level have std decay^(level-1)).
 
     python bench/beam_search.py                 # full grid (several minutes)
     python bench/beam_search.py --quick         # one shape, fewer beams
@@ -69,7 +69,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--d", type=int, default=96)
     ap.add_argument("--nq", type=int, default=2000)
-    ap.add_argument("--noise", type=float, default=0.1)
+    ap.add_argument("--noise", type=float, default=0.5)
+    ap.add_argument("--decay", type=float, default=1.0)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "beam_search.json"))
     args = ap.parse_args()
@@ -85,7 +86,7 @@ def main():
     print(f"{'shape':>14} {'r':>3} {'beam':>5} {'thr':>3} {'QPS':>10} {'hit':>6} {'flat QPS':>9} {'speedup':>8}")
     for shape in shapes:
         for r in ranks:
-            cloud = tt_faiss.TTPointCloud.random_hierarchical(args.d, shape, r, seed=0)
+            cloud = tt_faiss.TTPointCloud.random_hierarchical(args.d, shape, r, seed=0, decay=args.decay)
             ids = rng.integers(0, cloud.npoints, args.nq)
             x = cloud.reconstruct(ids)
             x = (x + args.noise * rng.standard_normal(x.shape)).astype(np.float32)
@@ -121,7 +122,7 @@ def main():
                           + (f"  numpy-ref agree {ref_checked:.2f}" if "matches_numpy_reference" in row else ""))
             tt_faiss.set_num_threads(None)
     # assignment of 1M vectors (issue 2 target)
-    cloud = tt_faiss.TTPointCloud.random_hierarchical(args.d, (64, 64, 256), 32, seed=0)
+    cloud = tt_faiss.TTPointCloud.random_hierarchical(args.d, (64, 64, 256), 32, seed=0, decay=args.decay)
     n = 200_000 if args.quick else 1_000_000
     ids = rng.integers(0, cloud.npoints, n)
     x = (cloud.reconstruct(ids) + args.noise * rng.standard_normal((n, args.d))).astype(np.float32)
@@ -138,7 +139,7 @@ def main():
               f"hit {assign[beam]['hit_rate_on_20k']:.3f} (vs beam 4096, 20k rows)")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
-        json.dump(dict(rows=rows, assign=assign, d=args.d, nq=args.nq, noise=args.noise,
+        json.dump(dict(rows=rows, assign=assign, d=args.d, nq=args.nq, noise=args.noise, decay=args.decay,
                        machine=platform.processor() or platform.machine(), cpus=os.cpu_count(),
                        faiss=faiss.__version__), f, indent=1)
     print("wrote", args.out)

@@ -36,8 +36,8 @@ void select_best(const float* scores, const int64_t* ids, int64_t total, int64_t
   order.resize(keep);
 }
 
-void search_one(const TTCloud& c, const float* q, int64_t k, int64_t beam, Workspace& ws,
-                float* out_d, int64_t* out_i) {
+void search_one(const TTCloud& c, const float* q, int64_t k, int64_t beam, bool exact,
+                Workspace& ws, float* out_d, int64_t* out_i) {
   const int nc = c.ncores();
   const auto& shape = c.shape();
   const auto& r = c.full_ranks();
@@ -81,10 +81,19 @@ void search_one(const TTCloud& c, const float* q, int64_t k, int64_t beam, Works
     } else {
       // exact distances for the final candidates, then the k best
       ws.final_.resize(keep);
-      for (int64_t s = 0; s < keep; ++s) {
-        const int64_t id = cand[ws.order[s]];
-        c.centroid_one(nc, id, ws.work.data(), ws.point.data());
-        ws.final_[s] = {kernels::l2sqr(q, ws.point.data(), d), id};
+      if (exact) {
+        for (int64_t s = 0; s < keep; ++s) {
+          const int64_t id = cand[ws.order[s]];
+          c.centroid_one(nc, id, ws.work.data(), ws.point.data());
+          ws.final_[s] = {kernels::l2sqr(q, ws.point.data(), d), id};
+        }
+      } else {
+        double qn = 0.0;
+        for (int64_t j = 0; j < d; ++j) qn += double(q[j]) * double(q[j]);
+        for (int64_t s = 0; s < keep; ++s) {
+          const int64_t ci = ws.order[s];
+          ws.final_[s] = {std::max(0.0, qn + double(ws.scores[ci])), cand[ci]};
+        }
       }
       const int64_t kk = std::min(k, keep);
       std::partial_sort(ws.final_.begin(), ws.final_.begin() + kk, ws.final_.end());
@@ -104,7 +113,7 @@ void search_one(const TTCloud& c, const float* q, int64_t k, int64_t beam, Works
 }  // namespace
 
 void beam_search(const TTCloud& c, const float* x, int64_t n, int64_t k, int64_t beam,
-                 float* out_d, int64_t* out_i) {
+                 float* out_d, int64_t* out_i, bool exact) {
   if (k < 1) throw std::invalid_argument("k must be >= 1, got " + std::to_string(k));
   if (beam < k)
     throw std::invalid_argument("beam must be >= k (" + std::to_string(k) + "), got " +
@@ -132,7 +141,7 @@ void beam_search(const TTCloud& c, const float* x, int64_t n, int64_t k, int64_t
     ws.work.resize(size_t(2 * rmax));
     ws.point.resize(size_t(c.d()));
     for (int64_t q = b; q < e; ++q)
-      search_one(c, x + q * c.d(), k, beam_eff, ws, out_d + q * k, out_i + q * k);
+      search_one(c, x + q * c.d(), k, beam_eff, exact, ws, out_d + q * k, out_i + q * k);
   });
 }
 

@@ -67,17 +67,17 @@ PYBIND11_MODULE(_core, m) {
         }
         return out;
       }, py::arg("level"), py::arg("ids"))
-      .def("search", [](const tt::TTCloud& c, F32 x, int64_t k, int64_t beam) {
+      .def("search", [](const tt::TTCloud& c, F32 x, int64_t k, int64_t beam, bool exact) {
         check_matrix(x, c.d(), "x");
         const int64_t n = x.shape(0);
         F32 dist({n, k > 0 ? k : int64_t(0)});
         I64 ids({n, k > 0 ? k : int64_t(0)});
         {
           py::gil_scoped_release release;
-          tt::beam_search(c, x.data(), n, k, beam, dist.mutable_data(), ids.mutable_data());
+          tt::beam_search(c, x.data(), n, k, beam, dist.mutable_data(), ids.mutable_data(), exact);
         }
         return py::make_tuple(dist, ids);
-      }, py::arg("x"), py::arg("k"), py::arg("beam"))
+      }, py::arg("x"), py::arg("k"), py::arg("beam"), py::arg("exact") = true)
       .def("residuals", [](const tt::TTCloud& c, F32 x, I64 ids) {
         check_matrix(x, c.d(), "x");
         check_vector(ids, "ids");

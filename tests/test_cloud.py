@@ -243,3 +243,15 @@ def test_import_does_not_import_torch():
                           "c.search(c.reconstruct([0, 1]), 1); print('torch' in sys.modules)"],
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("d,shape,ranks", CASES)
+def test_inexact_mode_same_ids_close_distances(d, shape, ranks, rng):
+    c = make_cloud(d, shape, ranks)
+    x = near_cloud_queries(c, 40, rng)
+    k = min(5, c.npoints)
+    D, I = c.search(x, k, beam=c.npoints)
+    D2, I2 = c.search(x, k, beam=c.npoints, exact=False)
+    np.testing.assert_array_equal(I, I2)
+    scale = (x.astype(np.float64) ** 2).sum(1, keepdims=True) + D
+    assert (np.abs(D2 - D) <= 1e-5 * scale).all()

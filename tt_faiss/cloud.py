@@ -225,12 +225,15 @@ class TTPointCloud:
         level = as_positive_int(level, "level", self.ncores)
         return self._impl.centroid_norms(level)
 
-    def search(self, x, k: int, beam: int | None = None):
+    def search(self, x, k: int, beam: int | None = None, exact: bool = True):
         """k nearest TT points of each row of x by beam search.
 
         x (n, d) float32 -> D (n, k) float32 exact squared L2 distances ascending,
         I (n, k) int64 flat point ids. beam (default max(k, DEFAULT_BEAM)) must be >= k;
         a beam >= the number of centroids of every level gives the exact answer.
+        exact=False skips reconstructing the final candidates (cheaper for long probe lists):
+        the order is then by the expanded form ||q||^2 - 2 q.c + ||c||^2 in float32 and D holds
+        those values (equal to the true distances up to float32 cancellation).
         """
         x = as_float_matrix(x, self.d, "x")
         k = as_positive_int(k, "k", self.npoints)
@@ -238,7 +241,7 @@ class TTPointCloud:
         if beam < k:
             raise ValueError(f"beam must be >= k={k}, got {beam}")
         _sync_threads()
-        return self._impl.search(x, k, beam)
+        return self._impl.search(x, k, beam, bool(exact))
 
     def assign(self, x, beam: int | None = None) -> np.ndarray:
         """Nearest TT point (flat id) of each row: x (n, d) -> (n,) int64."""

@@ -79,12 +79,15 @@ class TTQuantizer:
         self.cloud = fit(x, self.shape, list(self.ranks) if self.ranks else 1, **fit_kwargs)
 
     # ---------------------------------------------------------------- search
-    def search(self, x, k: int, beam: int | None = None):
-        """k nearest centroids: x (n, d) -> D (n, k) float32, I (n, k) int64 (ascending)."""
+    def search(self, x, k: int, beam: int | None = None, exact: bool = True):
+        """k nearest centroids: x (n, d) -> D (n, k) float32, I (n, k) int64 (ascending).
+
+        exact=False: see TTPointCloud.search (cheaper distances, for probe lists).
+        """
         cloud = self._trained()
         k = as_positive_int(k, "k", cloud.npoints)
         beam = self.beam if beam is None else as_positive_int(beam, "beam")
-        return cloud.search(x, k, max(beam, k))
+        return cloud.search(x, k, max(beam, k), exact=exact)
 
     def assign(self, x, k: int = 1):
         """Nearest centroid ids: (n,) int64 for k=1, else (n, k)."""
