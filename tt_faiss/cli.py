@@ -1,6 +1,6 @@
 """The ``tt-faiss`` command.
 
-  tt-faiss demo     [--threads 2] [--shape 16x64x64 --rank 16] [--time-budget 120]
+  tt-faiss demo     [--threads 2] [--shape 16x64x64 --rank 16] [--time-budget 150]
   tt-faiss build    --data X.npy|.fvecs|.bvecs|.fbin|.u8bin --factory "TT16x64x64r16,Flat" --out index.tt
                     [--train T] [--max-train N] [--cloud cloud.tt] [--fit '{"als_iters": 8}'] [--nprobe 64]
   tt-faiss search   --index index.tt --queries Q [--k 10] [--nprobe 64] [--beam 128] [--gt GT] [--out res.npz]
@@ -404,7 +404,8 @@ def build_parser():
     s.add_argument("--dataset", default="glove", help="glove (default) or tiny (smoke test)")
     s.add_argument("--shape", default="16x64x64")
     s.add_argument("--rank", type=int, default=16)
-    s.add_argument("--time-budget", type=float, default=None, help="seconds for tt_faiss.fit iterations")
+    s.add_argument("--time-budget", type=float, default=150.0,
+                   help="seconds for tt_faiss.fit iterations (default 150; 0 = the full default recipe)")
     s.add_argument("--nq", type=int, default=2000, help="queries timed (default 2000)")
     s.add_argument("--target", type=float, default=0.95, help="recall@1 the nprobe sweep stops at")
     s.add_argument("--threads", type=int, default=2)
