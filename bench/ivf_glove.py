@@ -6,7 +6,8 @@ Indexes (all Flat codecs, so recall differences come from the coarse quantizer o
   IVF604,Flat            faiss k-means, 604 x 50 = 30,200 quantizer floats (same budget)
   IVF65536_HNSW32,Flat   65,536 k-means centroids (3.3M floats) behind an HNSW32 graph; the
                          k-means assigns with an HNSW index (faiss's usual recipe for big nlist)
-Sweeps nprobe (and the TT beam / HNSW efSearch), measures 1-thread QPS over the query set and
+Sweeps nprobe (and the TT beam / HNSW efSearch), measures 1-thread QPS (process CPU time, robust
+on a shared machine; use --threads 1) over the query set and
 1-recall@1 / 10-recall@10 against exact ground truth, prints a table and the QPS at which each
 index first reaches recall@1 0.95, and writes bench/results/ivf_glove.json.
 
@@ -115,10 +116,13 @@ def build_ivf_hnsw(xb, cache, nlist=65536):
 
 
 def measure(search, xq, gt, min_time):
-    """Run the whole query set until min_time has passed; QPS from the best run."""
+    """Run the whole query set until min_time has passed; QPS from the best run, measured in
+    process CPU time (one search thread, so CPU time = compute time even on a loaded machine)."""
     best, runs, t_all = np.inf, 0, 0.0
     while runs == 0 or t_all < min_time:
-        (D, I), t = timed(lambda: search(xq))
+        t0 = time.process_time()
+        D, I = search(xq)
+        t = time.process_time() - t0
         best, runs, t_all = min(best, t), runs + 1, t_all + t
     r1 = float((I[:, 0] == gt[:, 0]).mean())
     r10 = float(np.mean([len(set(I[i, :10]) & set(gt[i, :10])) / 10 for i in range(len(xq))]))

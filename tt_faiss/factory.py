@@ -117,6 +117,8 @@ def index_factory(d: int, description: str, metric: int = faiss.METRIC_L2):
     if not rest:
         fail(pos + len(tok), f"a codec must follow {tok!r} (e.g. {tok},Flat or {tok},PQ16)")
     for t, p in rest:
+        if not t:
+            fail(p, "empty token")
         if t in _REFINE:
             fail(p, f"{t} must be the last token")
         if t.startswith("TT") or t.startswith("IVF") or t.startswith("IMI"):

@@ -281,7 +281,12 @@ class IndexIVFTT:
 
     def _coarse(self, xt: np.ndarray, nprobe: int, beam: int | None):
         b = self.quantizer.beam if beam is None else beam
-        Dq, Iq = self.quantizer.search(xt, nprobe, max(b, nprobe))
+        # the inner index is never by_residual, so faiss ignores Dq: the cheaper expanded-form
+        # distances (exact=False) are enough to pick and order the lists
+        try:
+            Dq, Iq = self.quantizer.search(xt, nprobe, max(b, nprobe), exact=False)
+        except TypeError:  # quantizer without the exact flag
+            Dq, Iq = self.quantizer.search(xt, nprobe, max(b, nprobe))
         return np.ascontiguousarray(Dq, dtype=np.float32), np.ascontiguousarray(Iq, dtype=np.int64)
 
     # ------------------------------------------------------------------ adding / removing
