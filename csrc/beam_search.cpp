@@ -13,28 +13,48 @@ namespace tt {
 
 namespace {
 
+
+struct Cand {
+  float score;
+  int64_t id;     // flat id of the child centroid: prefix * N_a + i
+  int64_t index;  // position in the score array: beam * N_a + i
+};
+
+inline bool cand_less(const Cand& a, const Cand& b) {
+  return a.score < b.score || (a.score == b.score && a.id < b.id);
+}
+
+// The `keep` best children (smallest score, ties by smaller id), unordered. A bounded max-heap:
+// once it is full, most children are rejected by one comparison against its top.
+void select_best(const float* scores, const int64_t* prefix, int64_t nb, int64_t na, int64_t keep,
+                 std::vector<Cand>& heap) {
+  heap.clear();
+  for (int64_t b = 0; b < nb; ++b) {
+    const float* sb = scores + b * na;
+    const int64_t base = prefix[b] * na;
+    for (int64_t i = 0; i < na; ++i) {
+      const Cand c{sb[i], base + i, b * na + i};
+      if (int64_t(heap.size()) < keep) {
+        heap.push_back(c);
+        std::push_heap(heap.begin(), heap.end(), cand_less);
+      } else if (cand_less(c, heap.front())) {
+        std::pop_heap(heap.begin(), heap.end(), cand_less);
+        heap.back() = c;
+        std::push_heap(heap.begin(), heap.end(), cand_less);
+      }
+    }
+  }
+}
+
 struct Workspace {
   std::vector<float> h, h_next, scores;
   std::vector<const float*> base, base_next;
-  std::vector<int64_t> prefix, prefix_next;
-  std::vector<int64_t> order;
+  std::vector<int64_t> prefix;
+  std::vector<Cand> best;
   std::vector<double> work;
   std::vector<float> point;
   std::vector<std::pair<double, int64_t>> final_;
 };
-
-// Indices of the `keep` smallest scores (ties: smaller candidate id first), unordered.
-void select_best(const float* scores, const int64_t* ids, int64_t total, int64_t keep,
-                 std::vector<int64_t>& order) {
-  order.resize(total);
-  std::iota(order.begin(), order.end(), int64_t(0));
-  if (keep >= total) return;
-  auto less = [&](int64_t a, int64_t b) {
-    return scores[a] < scores[b] || (scores[a] == scores[b] && ids[a] < ids[b]);
-  };
-  std::nth_element(order.begin(), order.begin() + keep, order.end(), less);
-  order.resize(keep);
-}
 
 void search_one(const TTCloud& c, const float* q, int64_t k, int64_t beam, bool exact,
                 Workspace& ws, float* out_d, int64_t* out_i) {
@@ -54,48 +74,42 @@ void search_one(const TTCloud& c, const float* q, int64_t k, int64_t beam, bool 
     const int64_t total = nb * na;
     kernels::score_children(ws.h.data(), nb, ra, c.child_table(a).data(), na, ws.base.data(),
                             ws.scores.data());
-    // candidate ids: prefix * na + i (the flat id of the child centroid)
-    std::vector<int64_t>& cand = ws.prefix_next;
-    cand.resize(total);
-    for (int64_t b = 0; b < nb; ++b)
-      for (int64_t i = 0; i < na; ++i) cand[b * na + i] = ws.prefix[b] * na + i;
     const int64_t keep = std::min(beam, total);
-    select_best(ws.scores.data(), cand.data(), total, keep, ws.order);
+    select_best(ws.scores.data(), ws.prefix.data(), nb, na, keep, ws.best);
 
     if (a + 1 < nc) {
       const int64_t rb = r[a + 1], nn = shape[a + 1];
       const float* g = c.core(a);
       const float* next_norms = c.centroid_norms(a + 1).data();
-      std::vector<int64_t> new_prefix(keep);
       for (int64_t s = 0; s < keep; ++s) {
-        const int64_t cidx = ws.order[s];
-        const int64_t b = cidx / na, i = cidx % na;
+        const Cand& cd = ws.best[s];
+        const int64_t b = cd.index / na, i = cd.index % na;
         kernels::vec_mat(ws.h.data() + b * ra, ra, g + i * rb, na * rb, rb, ws.h_next.data() + s * rb);
-        new_prefix[s] = cand[cidx];
-        ws.base_next[s] = next_norms + cand[cidx] * nn;
+        ws.prefix[s] = cd.id;  // safe: beam b's prefix is no longer read (cd.id already holds it)
+        ws.base_next[s] = next_norms + cd.id * nn;
       }
       std::swap(ws.h, ws.h_next);
       std::swap(ws.base, ws.base_next);
-      std::copy(new_prefix.begin(), new_prefix.end(), ws.prefix.begin());
       nb = keep;
     } else {
-      // exact distances for the final candidates, then the k best
-      ws.final_.resize(keep);
-      if (exact) {
-        for (int64_t s = 0; s < keep; ++s) {
-          const int64_t id = cand[ws.order[s]];
+      // exact distances for the best 2k+8 by the cheap form (the float32 expanded form only
+      // misorders near-ties, never across a margin of k+8 candidates), then the k best
+      const int64_t m = exact ? std::min(keep, 2 * k + 8) : std::min(keep, k);
+      std::partial_sort(ws.best.begin(), ws.best.begin() + m, ws.best.begin() + keep, cand_less);
+      ws.final_.resize(m);
+      double qn = 0.0;
+      if (!exact)
+        for (int64_t j = 0; j < d; ++j) qn += double(q[j]) * double(q[j]);
+      for (int64_t s = 0; s < m; ++s) {
+        const int64_t id = ws.best[s].id;
+        if (exact) {
           c.centroid_one(nc, id, ws.work.data(), ws.point.data());
           ws.final_[s] = {kernels::l2sqr(q, ws.point.data(), d), id};
-        }
-      } else {
-        double qn = 0.0;
-        for (int64_t j = 0; j < d; ++j) qn += double(q[j]) * double(q[j]);
-        for (int64_t s = 0; s < keep; ++s) {
-          const int64_t ci = ws.order[s];
-          ws.final_[s] = {std::max(0.0, qn + double(ws.scores[ci])), cand[ci]};
+        } else {
+          ws.final_[s] = {std::max(0.0, qn + double(ws.best[s].score)), id};
         }
       }
-      const int64_t kk = std::min(k, keep);
+      const int64_t kk = std::min(k, m);
       std::partial_sort(ws.final_.begin(), ws.final_.begin() + kk, ws.final_.end());
       for (int64_t s = 0; s < k; ++s) {
         if (s < kk) {
