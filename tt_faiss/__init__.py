@@ -7,6 +7,13 @@ from __future__ import annotations
 from ._threads import get_num_threads, set_num_threads
 from .cloud import DEFAULT_BEAM, TTPointCloud
 from .quantizer import TTQuantizer
+from .ivf import IndexIVFTT, SearchParametersIVFTT, set_index_parameter
+from .factory import index_factory
+from .io import deserialize_index, read_index, serialize_index, write_index
+from .interop import to_faiss
+from .stats import bucket_stats, knn_recall, list_sizes, recall_at_r
+from .anomaly import (CoresetMemoryBank, FullMemoryBank, RandomMemoryBank, TTMemoryBank,
+                      TTSampler, anomaly_metrics)
 
 __version__ = "0.1.0"
 
@@ -18,4 +25,11 @@ def fit(x, shape, rank, **recipe):
     return _fit(x, shape, rank, **recipe)
 
 
-__all__ = ["TTPointCloud", "TTQuantizer", "fit", "set_num_threads", "get_num_threads", "DEFAULT_BEAM"]
+__all__ = [
+    "TTPointCloud", "TTQuantizer", "fit", "set_num_threads", "get_num_threads", "DEFAULT_BEAM",
+    "IndexIVFTT", "SearchParametersIVFTT", "set_index_parameter", "index_factory",
+    "write_index", "read_index", "serialize_index", "deserialize_index", "to_faiss",
+    "bucket_stats", "list_sizes", "recall_at_r", "knn_recall",
+    "TTMemoryBank", "CoresetMemoryBank", "RandomMemoryBank", "FullMemoryBank", "TTSampler",
+    "anomaly_metrics",
+]
