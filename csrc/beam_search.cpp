@@ -74,7 +74,9 @@ void search_one(const TTCloud& c, const float* q, int64_t k, int64_t beam, bool 
     const int64_t total = nb * na;
     kernels::score_children(ws.h.data(), nb, ra, c.child_table(a).data(), na, ws.base.data(),
                             ws.scores.data());
-    const int64_t keep = std::min(beam, total);
+    // enough prefixes to still reach k points below them, and at least the beam
+    const int64_t below = c.npoints() / c.prefix_count(a + 1);
+    const int64_t keep = std::min(total, std::max(beam, (k + below - 1) / below));
     select_best(ws.scores.data(), ws.prefix.data(), nb, na, keep, ws.best);
 
     if (a + 1 < nc) {
@@ -129,9 +131,7 @@ void search_one(const TTCloud& c, const float* q, int64_t k, int64_t beam, bool 
 void beam_search(const TTCloud& c, const float* x, int64_t n, int64_t k, int64_t beam,
                  float* out_d, int64_t* out_i, bool exact) {
   if (k < 1) throw std::invalid_argument("k must be >= 1, got " + std::to_string(k));
-  if (beam < k)
-    throw std::invalid_argument("beam must be >= k (" + std::to_string(k) + "), got " +
-                                std::to_string(beam));
+  if (beam < 1) throw std::invalid_argument("beam must be >= 1, got " + std::to_string(beam));
   if (k > c.npoints())
     throw std::invalid_argument("k (" + std::to_string(k) + ") exceeds the number of points (" +
                                 std::to_string(c.npoints()) + ")");
@@ -139,11 +139,13 @@ void beam_search(const TTCloud& c, const float* x, int64_t n, int64_t k, int64_t
   const auto& shape = c.shape();
   int64_t nmax = 0;
   for (auto s : shape) nmax = std::max(nmax, s);
+  // upper levels keep `beam` entries (or enough to reach k points), the last level max(beam, k)
   const int64_t beam_eff = std::min(beam, c.npoints());
+  const int64_t widest = std::min(std::max(beam, k), c.npoints());
   const int64_t rmax = c.max_rank();
   // the beam never holds more than min(beam, #centroids of the level) entries
   int64_t bmax = 1;
-  for (int a = 0; a < nc; ++a) bmax = std::max(bmax, std::min(beam_eff, c.prefix_count(a + 1)));
+  for (int a = 0; a < nc; ++a) bmax = std::max(bmax, std::min(widest, c.prefix_count(a + 1)));
   parallel_for(n, 16, [&](int64_t b, int64_t e) {
     Workspace ws;
     ws.h.resize(size_t(std::max(bmax * rmax, c.d())));

@@ -8,7 +8,8 @@
 namespace tt {
 
 // For each of the n queries in x (n x d, row-major), the k nearest TT points found by a beam
-// of width `beam` (>= k): out_i (n x k) flat point ids, out_d (n x k) their exact squared L2
+// of width `beam` (upper levels keep max(beam, enough prefixes to reach k points), the last
+// level max(beam, k)): out_i (n x k) flat point ids, out_d (n x k) their exact squared L2
 // distances, ascending (ties by id). Per level the beam keeps the `beam` best centroids by the
 // cheap form ||c||^2 - 2 q.c, with q.c = h.w where h = L^T q is carried per beam and ||c||^2
 // comes from the cloud's precomputed tables; the final candidates get exact distances.

@@ -255,3 +255,16 @@ def test_inexact_mode_same_ids_close_distances(d, shape, ranks, rng):
     np.testing.assert_array_equal(I, I2)
     scale = (x.astype(np.float64) ** 2).sum(1, keepdims=True) + D
     assert (np.abs(D2 - D) <= 1e-5 * scale).all()
+
+
+def test_quantizer_narrow_beam_long_probe_list(rng):
+    # upper levels keep `beam` prefixes; the last level returns k = nprobe lists
+    c = TTPointCloud.random_hierarchical(16, (8, 8, 16), 4, seed=3)
+    q = TTQuantizer.from_cloud(c, beam=4)
+    x = near_cloud_queries(c, 50, rng, noise=0.1)
+    D, I = q.search(x, 100)
+    assert (I >= 0).all() and all(len(set(r)) == 100 for r in I)
+    assert (np.diff(D, axis=1) >= 0).all()
+    # beam 4 at level 2 keeps 4 prefixes of 16 points = 64 < 100: widened to ceil(100/16) = 7
+    assert all(len(set(r // 16)) <= 7 for r in I)
+    np.testing.assert_array_equal(I[:, 0], c.assign(x, beam=c.npoints))

@@ -240,8 +240,14 @@ class TTPointCloud:
         beam = max(k, DEFAULT_BEAM) if beam is None else as_positive_int(beam, "beam")
         if beam < k:
             raise ValueError(f"beam must be >= k={k}, got {beam}")
+        return self._search(x, k, beam, exact)
+
+    def _search(self, x, k: int, beam: int, exact: bool = True):
+        # beam < k allowed: upper levels keep `beam` (TTQuantizer's probe lists)
+        x = as_float_matrix(x, self.d, "x")
+        k = as_positive_int(k, "k", self.npoints)
         _sync_threads()
-        return self._impl.search(x, k, beam, bool(exact))
+        return self._impl.search(x, k, as_positive_int(beam, "beam"), bool(exact))
 
     def assign(self, x, beam: int | None = None) -> np.ndarray:
         """Nearest TT point (flat id) of each row: x (n, d) -> (n,) int64."""

@@ -14,7 +14,9 @@ class TTQuantizer:
 
     faiss vocabulary: ``d``, ``ntotal`` (number of centroids once trained, 0 before),
     ``is_trained``, ``search(x, k) -> (D, I)``, ``assign``, ``reconstruct``. ``beam`` is the beam
-    width of the search; a search for k > beam results widens the beam to k.
+    width of the upper levels of the search; the last level always keeps max(beam, k), so a
+    search for k = nprobe > beam lists does not pay for a beam of nprobe at every level
+    (the same role as faiss's ResidualCoarseQuantizer beam_factor).
     """
 
     def __init__(self, d: int, shape: Sequence[int], rank, beam: int = DEFAULT_BEAM):
@@ -87,7 +89,7 @@ class TTQuantizer:
         cloud = self._trained()
         k = as_positive_int(k, "k", cloud.npoints)
         beam = self.beam if beam is None else as_positive_int(beam, "beam")
-        return cloud.search(x, k, max(beam, k), exact=exact)
+        return cloud._search(x, k, beam, exact)
 
     def assign(self, x, k: int = 1):
         """Nearest centroid ids: (n,) int64 for k=1, else (n, k)."""
