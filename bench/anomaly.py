@@ -47,8 +47,8 @@ def make_patch_features(n_train=100_000, n_test=20_000, d=256, n_manifolds=24, i
     Manifold ``k`` (of ``n_manifolds``) is ``mu_k + s_k * U_k tanh(W_k z + b_k)`` with
     ``z ~ N(0, I_m)``, ``m = intrinsic_dim``, a random ``W_k`` (2m x m, gain 1.5, so the
     surface is visibly curved), ``U_k`` (d x 2m) with orthonormal columns, scale ``s_k`` in
-    [1, 2] and centres ``mu_k ~ N(0, 1.5^2/d * I_d) * sqrt(d)`` (inter-manifold gaps a few
-    times a manifold's extent). Mixture weights follow a Zipf law (``1/(k+1)^0.8``), so some
+    [1, 2] and centres ``mu_k ~ N(0, 1.5^2 I_d)`` (far apart compared with a manifold's
+    extent, roughly ``s_k * 0.6 * sqrt(2m)``). Mixture weights follow a Zipf law (``1/(k+1)^0.8``), so some
     parts of the normal distribution are rare, as rare textures are in images. Every feature
     gets isotropic Gaussian noise ``noise`` per coordinate (like CNN feature jitter).
 
@@ -83,13 +83,18 @@ def make_patch_features(n_train=100_000, n_test=20_000, d=256, n_manifolds=24, i
             U, s = map_man[2], map_man[3]
         return comp_mu + s * np.tanh(z @ W.T + b) @ U.T
 
-    def normal(n):
-        comp = rng.choice(K, size=n, p=w)
-        out = np.empty((n, d))
-        for k in range(K):
-            sel = np.flatnonzero(comp == k)
-            if sel.size:
-                out[sel] = sample(sel.size, mus[k], mans[k])
+    def normal(n, chunk=1 << 16):
+        out = np.empty((n, d), np.float32)  # chunked: float64 temporaries stay small at 1e6 x 512
+        for i0 in range(0, n, chunk):
+            c = min(chunk, n - i0)
+            comp = rng.choice(K, size=c, p=w)
+            block = np.empty((c, d))
+            for k in range(K):
+                sel = np.flatnonzero(comp == k)
+                if sel.size:
+                    block[sel] = sample(sel.size, mus[k], mans[k])
+            block += rng.standard_normal(block.shape) * noise
+            out[i0:i0 + c] = block
         return out
 
     def anomalies(n):
@@ -98,23 +103,23 @@ def make_patch_features(n_train=100_000, n_test=20_000, d=256, n_manifolds=24, i
         i0 = np.flatnonzero(kinds == 0)
         u = rng.standard_normal((i0.size, d))
         u /= np.linalg.norm(u, axis=1, keepdims=True)
-        out[i0] = normal(i0.size) + u * rng.uniform(0.6, 1.6, size=(i0.size, 1))
+        out[i0] = normal(i0.size) + u * rng.uniform(0.6, 1.6, size=(i0.size, 1))  # already noisy
         for i in np.flatnonzero(kinds == 1):
             a, c = rng.choice(K, size=2, replace=False)
             out[i] = sample(1, 0.5 * (mus[a] + mus[c]), make_manifold())[0]
         for i in np.flatnonzero(kinds == 2):
             a, c = rng.choice(K, size=2, replace=False)
             out[i] = sample(1, mus[a], mans[a], map_man=mans[c])[0]
-        return out
+        i12 = np.flatnonzero(kinds > 0)
+        out[i12] += rng.standard_normal((i12.size, d)) * noise
+        return out.astype(np.float32)
 
     n_anom = int(round(n_test * anomaly_fraction))
     train = normal(n_train)
     test = np.concatenate([normal(n_test - n_anom), anomalies(n_anom)])
     labels = np.r_[np.zeros(n_test - n_anom, np.int64), np.ones(n_anom, np.int64)]
-    train += rng.standard_normal(train.shape) * noise
-    test += rng.standard_normal(test.shape) * noise
     perm = rng.permutation(n_test)
-    return train.astype(np.float32), test[perm].astype(np.float32), labels[perm]
+    return train, np.ascontiguousarray(test[perm]), labels[perm]
 
 
 def digits_task(normal_digit, feature="pixels", seed=0):
@@ -197,7 +202,7 @@ def run_dataset(name, tasks, compressions, methods, args):
                     budget_nparams(len(train), train.shape[1], c)
                     if method == "tt":
                         tt_shape_for_budget(budget_nparams(len(train), train.shape[1], c),
-                                            train.shape[1])
+                                            train.shape[1], max_points=len(train))
                     elif budget_nparams(len(train), train.shape[1], c) < train.shape[1]:
                         raise ValueError("budget below one feature")
                 except ValueError as e:
@@ -297,7 +302,7 @@ def plot(result, path):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset", choices=["synthetic", "digits", "all"], default="all")
+    ap.add_argument("--dataset", choices=["synthetic", "digits", "all", "none"], default="all")
     ap.add_argument("--n-train", type=int, default=100_000)
     ap.add_argument("--n-test", type=int, default=20_000)
     ap.add_argument("--d", type=int, default=256)

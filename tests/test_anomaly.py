@@ -95,17 +95,22 @@ def test_budget_arithmetic():
 
 
 def test_tt_shape_rule():
-    # d=256, 100x on 1e5 features: r=8, N2=256, N1 takes the rest -- exactly the budget here
+    # d=256, 100x on 1e5 features: r=4, N2=256, N1 takes the rest -- exactly the budget here
     shape, rank = tt_shape_for_budget(256_000, 256)
-    assert (shape, rank) == ((124, 256), 8)
+    assert (shape, rank) == ((249, 256), 4)
     assert tt_nparams(256, shape, rank) == 256_000
-    # 1000x: the second core is capped at 1/8 of the budget (r*N2 <= 3200 -> N2 = 256)
+    # 1000x: the second core is capped at 1/8 of the budget (r*N2 <= 3200 -> N2 <= 256)
     shape, rank = tt_shape_for_budget(25_600, 256)
-    assert (shape, rank) == ((11, 256), 8)
-    # small budget: rank drops until two clusters fit
+    assert (shape, rank) == ((24, 256), 4)
+    # tiny budget: r*N2 <= 576/8 -> N2 = 16; N1 = (576 - 64) / 256 = 2
     shape, rank = tt_shape_for_budget(576, 64)
-    assert (shape, rank) == ((2, 16), 4)  # r=8 leaves one cluster; r=4: 2*64*4 + 4*16
+    assert (shape, rank) == ((2, 16), 4)
     assert tt_nparams(64, shape, rank) == 576
+    # rank drops until two clusters fit: r=4 leaves one cluster of d=200
+    assert tt_shape_for_budget(1200, 200) == ((2, 64), 2)
+    # at most one TT point per training feature: 10x on 1e5 x 256 would give 2499 x 256 points
+    shape, rank = tt_shape_for_budget(2_560_000, 256, max_points=100_000)
+    assert (shape, rank) == ((2499, 32), 4) and 2499 * 32 <= 100_000
     for budget in (700, 5_000, 123_457, 10**6):
         for d in (16, 64, 512):
             if budget < d + 1:
