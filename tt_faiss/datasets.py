@@ -598,6 +598,9 @@ class DatasetGloVe(Dataset):
 class DatasetDeepLike(Dataset):
     """Synthetic Deep-like data (``deep_like``): nb database, nq queries, nt training rows, 96-d.
 
+    The training rows are an independent sample (stream "train"); nt defaults to nb below 1M
+    rows and to 2^21 from 1M up.
+
     Databases above ``in_memory_max`` rows are generated once into ``cache_dir`` as .fbin and
     memory-mapped.
     """
@@ -605,7 +608,8 @@ class DatasetDeepLike(Dataset):
     def __init__(self, nb=1_000_000, nq=10_000, nt=None, d=96, seed=0, cache_dir=None, in_memory_max=2_000_000):
         super().__init__(cache_dir)
         self.d, self.nb, self.nq, self.seed = d, int(nb), int(nq), seed
-        self.nt = int(nt) if nt is not None else min(self.nb, 1_000_000)
+        # 2^21 training rows from 1M up: a TT or IMI with 2^20 buckets needs >= one row per bucket
+        self.nt = int(nt) if nt is not None else (self.nb if self.nb < 1_000_000 else 1 << 21)
         self.name = f"deeplike{_human(nb)}"
         self._in_memory_max = in_memory_max
         self._xb = None
