@@ -440,3 +440,14 @@ def assert_same_knn(D1, I1, D0, I0, tol=1e-4):
             tie1 = np.abs(D1[q] - dist) <= tol * max(1.0, abs(dist))
             if tie0.sum() == tie1.sum() and not tie0[-1]:
                 assert set(I0[q][tie0]) == set(I1[q][tie1]), (q, I0[q], I1[q])
+
+
+def test_stats_agree_with_faiss_copy(cloud, data):
+    xb, xq, pts = data
+    tt = make_tt(cloud, "SQ8")
+    tt.train(xb)
+    tt.add(xb)
+    f = to_faiss(tt)
+    np.testing.assert_array_equal(tt_faiss.list_sizes(tt), tt_faiss.list_sizes(f))
+    assert tt_faiss.bucket_stats(tt) == tt_faiss.bucket_stats(f)
+    assert tt_faiss.list_sizes(tt).sum() == tt.ntotal
