@@ -166,3 +166,19 @@ def test_bad_inputs():
         S.recall_at_r(index, xq, nn + 10_000, [1])
     with pytest.raises(ValueError, match="assign"):
         S.recall_at_r_from_assignment(np.array([0, 5]), np.array([[0]]), np.array([0]), [1], nlist=3)
+
+
+def test_adaptive_nprobe_covers_sparse_quantizers():
+    # IMI on clustered data leaves most lists empty: the first guess of nprobe (from the mean
+    # non-empty list size) under-covers R, and the adaptive rounds must close the gap
+    xb, xq, nn = _data()
+    imi = faiss.index_factory(8, "IMI2x5,Flat")
+    imi.train(xb)
+    imi.add(xb)
+    assert S.bucket_stats(imi)["empty_pct"] > 50
+    Rs = [1, 64, 512, 2048]
+    full = S.recall_at_r(imi, xq, nn, Rs, nprobe=1024)
+    assert not np.isnan(full).any()
+    np.testing.assert_array_equal(S.recall_at_r(imi, xq, nn, Rs), full)
+    # a fixed, too small nprobe leaves large R unknown instead of guessing
+    assert np.isnan(S.recall_at_r(imi, xq, nn, Rs, nprobe=2)[-1])

@@ -224,8 +224,9 @@ def recall_at_r(index, xq, gt, Rs=None, nprobe=None, probes=None):
 
     index: faiss IVF/IMI/RCQ/HNSW-quantized index or tt_faiss.IndexIVFTT, with the database added
       (ids 0..nb-1). xq: (nq, d) queries. gt: (nq,) or (nq, k) true neighbour ids.
-    Rs: list of R (default 2^0..2^17). nprobe: lists to visit per query (default: enough for
-      max(Rs) candidates at the mean list size, capped at nlist); or pass ``probes`` (nq, nprobe)
+    Rs: list of R (default 2^0..2^17). nprobe: lists to visit per query; default adaptive: start
+      with 1.5 max(Rs) / (mean non-empty list size) lists and probe 4x more for the queries whose
+      lists held fewer than max(Rs) candidates, up to nlist. Or pass ``probes`` (nq, nprobe)
       directly, e.g. from a callable probe-order function.
     Returns (len(Rs),) float64 with NaN where probing did not reach R candidates (see module doc).
     """
@@ -245,18 +246,37 @@ def recall_at_r(index, xq, gt, Rs=None, nprobe=None, probes=None):
             raise ValueError(f"probes: expected (nq={xq.shape[0]}, nprobe), got shape {probes.shape}")
         pos, covered = _positions(probes, sizes, list_no[nn], rank[nn])
         return _recall_from_positions(pos, covered, Rs)
-    if nprobe is None:
+    maxR = max(Rs)
+    adaptive = nprobe is None
+    if adaptive:
         mean_nonempty = max(sizes.sum() / max(np.count_nonzero(sizes), 1), 1.0)
-        nprobe = int(min(nlist, max(1, np.ceil(1.5 * max(Rs) / mean_nonempty))))
-    # probe lists in query blocks: nq x nprobe can be 10^4 x 10^5
+        nprobe = int(min(nlist, max(1, np.ceil(1.5 * maxR / mean_nonempty))))
+    pos, cov = _probe_positions(index, xq, np.arange(xq.shape[0]), nprobe, sizes, list_no[nn], rank[nn])
+    # adaptive: queries whose probes hold fewer than max(Rs) candidates and missed their neighbour
+    # (quantizers with many empty lists, e.g. IMI) are probed again with 4x more lists
+    while adaptive and nprobe < nlist:
+        todo = np.flatnonzero((pos >= maxR) & (cov < maxR))
+        if todo.size == 0:
+            break
+        nprobe = int(min(nlist, 4 * nprobe))
+        p, c = _probe_positions(index, xq, todo, nprobe, sizes, list_no[nn], rank[nn])
+        pos[todo], cov[todo] = p, c
+    return _recall_from_positions(pos, cov, Rs)
+
+
+def _probe_positions(index, xq, rows, nprobe, sizes, nn_list, nn_rank):
+    """_positions for queries ``rows``, probing in query blocks (nq x nprobe can be 10^4 x 10^5)."""
     bs = max(1, (1 << 22) // int(nprobe))
     pos_all, cov_all = [], []
-    for i0 in range(0, xq.shape[0], bs):
-        pr = probe_order(index, xq[i0:i0 + bs], nprobe)
-        p, c = _positions(pr, sizes, list_no[nn[i0:i0 + bs]], rank[nn[i0:i0 + bs]])
+    for i0 in range(0, rows.size, bs):
+        r = rows[i0:i0 + bs]
+        pr = probe_order(index, xq[r], nprobe)
+        p, c = _positions(pr, sizes, nn_list[r], nn_rank[r])
         pos_all.append(p)
-        cov_all.append(c)
-    return _recall_from_positions(np.concatenate(pos_all), np.concatenate(cov_all), Rs)
+        cov_all.append(c.astype(np.float64))
+    if not pos_all:
+        return np.zeros(0), np.zeros(0)
+    return np.concatenate(pos_all), np.concatenate(cov_all)
 
 
 def knn_recall(I, gt, k=1, at=None):
