@@ -159,7 +159,11 @@ def have_tt_fit():
 
 def make_bank(method, args):
     if method == "tt":
-        return TTMemoryBank(beam=args.beam, seed=args.seed, verbose=args.verbose)
+        return TTMemoryBank(beam=args.beam, seed=args.seed, verbose=args.verbose,
+                            balance=args.balance, **json.loads(args.tt_fit))
+    if method == "tt-plain":  # ablation: the trainer sees the raw features
+        return TTMemoryBank(beam=args.beam, seed=args.seed, verbose=args.verbose, balance=0,
+                            **json.loads(args.tt_fit))
     if method == "coreset":
         return CoresetMemoryBank(seed=args.seed, verbose=args.verbose)
     if method == "random":
@@ -185,7 +189,7 @@ def evaluate(method, compression, train, test, labels, args):
            "nparams": bank.nparams, "bytes": bank.nbytes, "npoints": bank.npoints,
            "fit_s": fit_s, "score_per_s": len(test) / score_s,
            **anomaly_metrics(labels, scores)}
-    if method == "tt":
+    if method.startswith("tt"):
         row["shape"] = list(bank.cloud.shape)
         row["rank"] = int(bank.cloud.rank)
     return row
@@ -200,7 +204,7 @@ def run_dataset(name, tasks, compressions, methods, args):
             for train, test, labels in tasks:
                 try:
                     budget_nparams(len(train), train.shape[1], c)
-                    if method == "tt":
+                    if method.startswith("tt"):
                         tt_shape_for_budget(budget_nparams(len(train), train.shape[1], c),
                                             train.shape[1], max_points=len(train))
                     elif budget_nparams(len(train), train.shape[1], c) < train.shape[1]:
@@ -253,7 +257,7 @@ def write_outputs(result, stem):
         for r in result["rows"]:
             if r["dataset"] != ds:
                 continue
-            extra = f" {tuple(r['shape'])} r{r['rank']}" if r["method"] == "tt" else ""
+            extra = f" {tuple(r['shape'])} r{r['rank']}" if r["method"].startswith("tt") else ""
             lines.append(
                 f"| {ds} | {r['method']}{extra} | {r['compression']}x | {r['nparams']:.0f} | "
                 f"{r['bytes'] / 1e3:.1f} | {r['npoints']:.0f} | {r['auroc']:.4f} | {r['auprc']:.4f} | "
@@ -277,7 +281,7 @@ def plot(result, path):
         return
     metrics = [("auroc", "AUROC"), ("auprc", "AUPRC"), ("p_at_r90", "P@R90")]
     fig, axes = plt.subplots(len(datasets), 3, figsize=(12, 3.2 * len(datasets)), squeeze=False)
-    colors = {"tt": "C3", "coreset": "C0", "random": "C2"}
+    colors = {"tt": "C3", "tt-plain": "C1", "coreset": "C0", "random": "C2"}
     for i, ds in enumerate(datasets):
         rows = [r for r in result["rows"] if r["dataset"] == ds]
         for j, (key, label) in enumerate(metrics):
@@ -308,10 +312,15 @@ def main(argv=None):
     ap.add_argument("--d", type=int, default=256)
     ap.add_argument("--compressions", type=float, nargs="+", default=[10, 100, 1000])
     ap.add_argument("--digits-compressions", type=float, nargs="+", default=[2, 5, 10])
-    ap.add_argument("--methods", nargs="+", default=["full", "random", "coreset", "tt"],
-                    choices=["full", "random", "coreset", "tt"])
+    ap.add_argument("--methods", nargs="+", default=["full", "random", "coreset", "tt", "tt-plain"],
+                    choices=["full", "random", "coreset", "tt", "tt-plain"],
+                    help="tt-plain: TT without coverage resampling (ablation)")
     ap.add_argument("--k", type=int, default=1, help="score = mean distance to k nearest")
-    ap.add_argument("--beam", type=int, default=64, help="TT beam width")
+    ap.add_argument("--beam", type=int, default=32, help="TT beam width")
+    ap.add_argument("--balance", type=float, default=0.5, help="TTMemoryBank(balance=...)")
+    ap.add_argument("--tt-fit", default='{"als_iters": 6, "als_sample": 30000}',
+                    help="JSON dict of tt_faiss.fit options (default: a shortened Lloyd-ALS "
+                         "recipe that fits 2 shared cores; '{}' = the trainer's defaults)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None, help="faiss/BLAS threads")
     ap.add_argument("--coreset-timing", default=None, metavar="NxD",
@@ -326,8 +335,8 @@ def main(argv=None):
 
     methods = list(args.methods)
     notes = []
-    if "tt" in methods and not have_tt_fit():
-        methods.remove("tt")
+    if any(m.startswith("tt") for m in methods) and not have_tt_fit():
+        methods = [m for m in methods if not m.startswith("tt")]
         notes.append("TT rows skipped: tt_faiss.fit (the torch trainer) is not available.")
         print(notes[-1], flush=True)
     comps = [int(c) if float(c).is_integer() else c for c in args.compressions]

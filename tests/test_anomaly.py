@@ -5,7 +5,7 @@ import pytest
 import tt_faiss
 from tt_faiss.anomaly import (
     CoresetMemoryBank, FullMemoryBank, RandomMemoryBank, TTMemoryBank, TTSampler,
-    anomaly_metrics, average_precision, budget_nparams, greedy_coreset_indices,
+    anomaly_metrics, average_precision, budget_nparams, coverage_resample, greedy_coreset_indices,
     load_memory_bank, precision_at_recall, roc_auc, sparse_random_projection, tt_nparams,
     tt_shape_for_budget)
 
@@ -250,6 +250,25 @@ def test_coreset_covers_better_than_random():
         bank.fit(x, compression=50)
         cover.append(bank.score(x).max())
     assert cover[0] < cover[1]  # k-center minimises the largest distance
+
+
+def test_coverage_resample_upweights_rare_modes():
+    rng = np.random.default_rng(0)
+    dense = rng.standard_normal((9500, 8)).astype(np.float32)
+    rare = (rng.standard_normal((500, 8)) + 30).astype(np.float32)
+    x = np.concatenate([dense, rare])
+    frac = {}
+    for power in (0.0, 0.5, 1.0):
+        out = coverage_resample(x, cells=64, power=power, size=20000, seed=1)
+        assert out.shape == (20000, 8) and out.dtype == np.float32
+        frac[power] = np.mean(out[:, 0] > 15)
+    assert abs(frac[0.0] - 0.05) < 0.01  # power 0: plain sampling
+    assert frac[0.0] < frac[0.5] < frac[1.0]
+    # every drawn row is a training row
+    rows = {r.tobytes() for r in x}
+    assert all(r.tobytes() in rows for r in out[:200])
+    with pytest.raises(ValueError, match="power"):
+        coverage_resample(x, power=2)
 
 
 # ----------------------------------------------------------------------------- save / load

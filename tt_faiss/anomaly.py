@@ -48,7 +48,7 @@ import numpy as np
 __all__ = [
     "MemoryBank", "TTMemoryBank", "CoresetMemoryBank", "RandomMemoryBank", "FullMemoryBank",
     "TTSampler", "load_memory_bank", "budget_nparams", "tt_nparams", "tt_shape_for_budget",
-    "greedy_coreset_indices", "sparse_random_projection",
+    "greedy_coreset_indices", "sparse_random_projection", "coverage_resample",
     "roc_auc", "average_precision", "precision_at_recall", "anomaly_metrics",
 ]
 
@@ -365,6 +365,36 @@ def greedy_coreset_indices(features, n, *, projection_dim=128, approximate=True,
     return selected
 
 
+def coverage_resample(features, cells=1024, power=0.5, size=None, seed=0):
+    """Rows of ``features`` resampled so rare regions weigh more: (size, d) float32.
+
+    A density-fitting trainer (k-means init, NN loss) spends its clusters where the data is
+    dense and can leave a rare mode uncovered; its normal features then score like anomalies.
+    Here the features are split into ``cells`` greedy k-center cells (which cover rare modes;
+    at most N/8 cells)
+    and each feature is drawn with probability ``count(cell) ** -power``, so a cell's mass goes
+    from ``count`` to ``count ** (1 - power)`` (``power=0``: plain sampling, 1: equal cells).
+    ``size`` (default ``min(N, 200_000)``) rows are drawn with replacement, reproducibly.
+    """
+    x = _as_features(features, "features")
+    N = x.shape[0]
+    size = min(N, 200_000) if size is None else _positive_int(size, "size")
+    if not 0 <= power <= 1:
+        raise ValueError(f"power must lie in [0, 1], got {power}")
+    rng = np.random.default_rng([seed, 2])
+    pool = x if N <= 4 * size else x[np.sort(rng.choice(N, size=4 * size, replace=False))]
+    cells = min(_positive_int(cells, "cells"), max(1, pool.shape[0] // 8))  # >= 8 rows per cell
+    import faiss
+    centers = pool[greedy_coreset_indices(pool, cells, seed=seed)]
+    index = faiss.IndexFlatL2(x.shape[1])
+    index.add(centers)
+    _, a = index.search(pool, 1)
+    a = a[:, 0]
+    w = np.bincount(a, minlength=cells).astype(np.float64)[a] ** -power
+    pick = rng.choice(pool.shape[0], size=size, replace=True, p=w / w.sum())
+    return pool[np.sort(pick)]
+
+
 # ----------------------------------------------------------------------------- banks
 
 class MemoryBank:
@@ -564,13 +594,16 @@ class TTMemoryBank(MemoryBank):
     """A TT point cloud fitted to the normal features; scored by beam search (never materialised).
 
     ``beam``: beam width of :meth:`TTPointCloud.search` (None -> the cloud's default).
+    ``balance``: the trainer sees :func:`coverage_resample` ``(features, power=balance)``
+    instead of the raw features (0 disables it); see bench/results/anomaly.md for its effect.
     ``fit_kwargs`` go to :func:`tt_faiss.fit` (the torch trainer).
     """
 
     kind = "tt"
 
-    def __init__(self, beam=32, seed=0, verbose=False, **fit_kwargs):
+    def __init__(self, beam=32, seed=0, verbose=False, balance=0.5, **fit_kwargs):
         super().__init__()
+        self.balance = balance
         self.beam = beam
         self.seed = seed
         self.verbose = verbose
@@ -594,6 +627,7 @@ class TTMemoryBank(MemoryBank):
         """
         x = _as_features(features, "features")
         N, d = x.shape
+        xfit = coverage_resample(x, power=self.balance, seed=self.seed) if self.balance else x
         if shape is not None and rank is not None and compression is None and nparams is None:
             budget = None
             shape, rank = tt_shape_for_budget(1, d, rank=rank, shape=shape)
@@ -601,12 +635,13 @@ class TTMemoryBank(MemoryBank):
             if compression is None and nparams is None:
                 compression = 100
             budget = budget_nparams(N, d, compression, nparams)
-            shape, rank = tt_shape_for_budget(budget, d, rank=rank, shape=shape, max_points=N)
+            shape, rank = tt_shape_for_budget(budget, d, rank=rank, shape=shape,
+                                              max_points=len(xfit))
         from . import fit as tt_fit  # lazy: the trainer imports torch
         kwargs = {**self.fit_kwargs, **fit_kwargs}
         kwargs.setdefault("seed", self.seed)
         kwargs.setdefault("verbose", self.verbose)
-        self.cloud = tt_fit(x, shape, rank, **kwargs)
+        self.cloud = tt_fit(xfit, shape, rank, **kwargs)
         self.d, self.n_train = d, N
         self.budget = budget
         return self
