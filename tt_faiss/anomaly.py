@@ -594,8 +594,9 @@ class TTMemoryBank(MemoryBank):
     """A TT point cloud fitted to the normal features; scored by beam search (never materialised).
 
     ``beam``: beam width of :meth:`TTPointCloud.search` (None -> the cloud's default).
-    ``balance``: the trainer sees :func:`coverage_resample` ``(features, power=balance)``
-    instead of the raw features (0 disables it); see bench/results/anomaly.md for its effect.
+    ``balance``: with at least 10,000 features the trainer sees :func:`coverage_resample`
+    ``(features, power=balance)`` instead of the raw features (0 disables it); on the
+    synthetic benchmark it raised AUPRC at 100x and 1000x (bench/results/anomaly.md).
     ``fit_kwargs`` go to :func:`tt_faiss.fit` (the torch trainer).
     """
 
@@ -627,7 +628,10 @@ class TTMemoryBank(MemoryBank):
         """
         x = _as_features(features, "features")
         N, d = x.shape
-        xfit = coverage_resample(x, power=self.balance, seed=self.seed) if self.balance else x
+        # Below 10k rows the trainer sees every row anyway and resampling with replacement
+        # would only drop a third of them.
+        use = self.balance and N >= 10_000
+        xfit = coverage_resample(x, power=self.balance, seed=self.seed) if use else x
         if shape is not None and rank is not None and compression is None and nparams is None:
             budget = None
             shape, rank = tt_shape_for_budget(1, d, rank=rank, shape=shape)
