@@ -64,7 +64,8 @@ def test_warm_start_near_an_exact_tt_cloud_recovers_it():
     noisy = [c + 0.2 * np.abs(c).mean() * rng.standard_normal(c.shape).astype(np.float32) for c in true.cores]
     start = tt_faiss.TTPointCloud(noisy)
     assert _nn_loss(start, x) > 1e-2 * x.var(0).sum()
-    fitted = tt_faiss.fit(x, (6, 8), 3, init=start, als_iters=15, verbose=False)
+    # plain Lloyd (als_alpha=1): the inverse term is a density prior, not an exact-recovery device
+    fitted = tt_faiss.fit(x, (6, 8), 3, init=start, als_iters=15, als_alpha=1.0, verbose=False)
     assert _nn_loss(fitted, x) < 1e-6 * x.var(0).sum()
 
 

@@ -31,8 +31,11 @@ DEFAULT_RECIPE = dict(
     als_final_beam=32,
     als_final_iters=3,
     ridge=1e-4,              # proximal ridge, relative to each system's mean diagonal
-    als_alpha=1.0,           # weight of the NN term; 1 - als_alpha goes to the inverse NN term
+    als_alpha=0.9,           # weight of the NN term; 1 - als_alpha goes to the inverse NN term
+                             # (GloVe r16: 0.9 cut empties 12% -> 7% and raised recall; 0.5 collapsed)
     als_inv_points=16384,    # TT points per iteration for the inverse term (<= npoints)
+    als_inv_target="empty",  # "empty": TT points with no row of this subsample; "random": any
+    als_inv_pool=20000,      # data rows searched for the TT points' nearest neighbours
     # gradient stage
     optimizer="adam",        # "adam" or "rsgd"
     sgd_iters=100,
@@ -198,6 +201,8 @@ def fit(x, shape, rank, *, seed: int = 0, device="cpu", time_budget: Optional[fl
     for s in stages:
         if s not in ("als", "sgd"):
             raise ValueError(f"stages entries must be 'als' or 'sgd', got {s!r}")
+    if cfg["als_inv_target"] not in ("empty", "random"):
+        raise ValueError(f"als_inv_target must be 'empty' or 'random', got {cfg['als_inv_target']!r}")
     if not 0.0 <= cfg["alpha"] <= 1.0 or not 0.0 <= cfg["als_alpha"] <= 1.0:
         raise ValueError("alpha and als_alpha must lie in [0, 1]")
 

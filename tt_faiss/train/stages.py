@@ -48,12 +48,20 @@ def run_als(x, cores, cfg, rng, dev, log, out_of_time):
         counts, sums = als.accumulate(ids, xt, N, weight=alpha / m if alpha > 0 else 0.0)
         inv = None
         if alpha < 1.0:
-            p = min(int(cfg["als_inv_points"]), N)
-            tt_ids = np.sort(rng.choice(N, size=p, replace=False))
-            nn = losses.nearest_data(cloud.reconstruct(tt_ids), xs)
-            inv = float(((cloud.reconstruct(tt_ids) - xs[nn]) ** 2).sum(1).mean())
-            als.accumulate(torch.from_numpy(tt_ids).to(dev), xt[torch.from_numpy(nn).to(dev)], N,
-                           weight=(1.0 - alpha) / p, counts=counts, sums=sums)
+            # inverse NN term (eq. 8) as pseudo-counts: TT point j is pulled to its nearest data row
+            if cfg["als_inv_target"] == "empty":
+                cand = torch.nonzero(torch.bincount(ids, minlength=N) == 0).squeeze(1).cpu().numpy()
+            else:
+                cand = np.arange(N)
+            p = min(int(cfg["als_inv_points"]), cand.size)
+            if p > 0:
+                tt_ids = np.sort(rng.choice(cand, size=p, replace=False))
+                pool = xs[:min(int(cfg["als_inv_pool"]), m)]
+                pts = cloud.reconstruct(tt_ids)
+                nn = losses.nearest_data(pts, pool)
+                inv = float(((pts - pool[nn]) ** 2).sum(1).mean())
+                als.accumulate(torch.from_numpy(tt_ids).to(dev), torch.from_numpy(pool[nn]).to(dev), N,
+                               weight=(1.0 - alpha) / p, counts=counts, sums=sums)
         occupied = int((torch.bincount(ids, minlength=N) > 0).sum())
         cores = als.sweep(cores, counts, sums, float(cfg["ridge"]))
         entry = log.record("als", it, nn_loss=loss, inv_loss=inv, beam=beam,
