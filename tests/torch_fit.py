@@ -166,3 +166,14 @@ def test_import_tt_faiss_does_not_import_torch_but_fit_does():
             "import numpy as np; tt_faiss.fit(np.random.rand(64, 2).astype('float32'), (4, 4), 2, "
             "verbose=False, als_iters=1); assert 'torch' in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_fit_accepts_a_read_only_memmap_and_float64(tmp_path):
+    x = toy.make("half_circle", 2048, seed=4)
+    path = tmp_path / "x.npy"
+    np.save(path, x)
+    mm = np.load(path, mmap_mode="r")  # rows are gathered per subsample, never copied whole
+    a = tt_faiss.fit(mm, (8, 16), 3, seed=1, verbose=False, als_iters=2)
+    b = tt_faiss.fit(x.astype(np.float64), (8, 16), 3, seed=1, verbose=False, als_iters=2)
+    for ca, cb in zip(a.cores, b.cores):
+        np.testing.assert_allclose(ca, cb, rtol=1e-4, atol=1e-5)

@@ -139,7 +139,7 @@ def _sample_rows(x: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
     """m distinct random rows of x as a float32 (m, D) copy (all rows, in order, if m >= n)."""
     n = x.shape[0]
     if m >= n:
-        return np.ascontiguousarray(x, dtype=np.float32)
+        return np.array(x, dtype=np.float32, order="C")  # a writable copy (x may be a read-only map)
     idx = np.sort(rng.choice(n, size=m, replace=False))
     return np.ascontiguousarray(x[idx], dtype=np.float32)
 
