@@ -451,3 +451,24 @@ def test_stats_agree_with_faiss_copy(cloud, data):
     np.testing.assert_array_equal(tt_faiss.list_sizes(tt), tt_faiss.list_sizes(f))
     assert tt_faiss.bucket_stats(tt) == tt_faiss.bucket_stats(f)
     assert tt_faiss.list_sizes(tt).sum() == tt.ntotal
+
+
+def test_pq_table_scan_equals_per_list_scan(cloud, data):
+    """The one-table-per-query residual PQ scan gives faiss's per-(query, list) results."""
+    xb, xq, pts = data
+    tt = make_tt(cloud, "PQ4x8")
+    assert tt.pq_scan == "tables"
+    tt.train(xb)
+    tt.add(xb[:3000])
+    for step in range(3):
+        if step == 1:
+            tt.add(xb[3000:])  # the list mirror follows modifications
+        if step == 2:
+            tt.remove_ids(np.arange(0, 4000, 3))
+        for nprobe in (1, 7, NLIST):
+            tt.pq_scan = "tables"
+            D1, I1 = tt.search(xq, 12, params={"nprobe": nprobe})
+            tt.pq_scan = "pseudo"
+            D0, I0 = tt.search(xq, 12, params={"nprobe": nprobe})
+            assert_same_knn(D1, I1, D0, I0)
+    assert tt.ntotal == 4000 - len(range(0, 4000, 3))

@@ -138,6 +138,10 @@ class IndexIVFTT:
         self.codec = codec
         self._inner, self._fastscan_bbs, default_res = _make_inner(d_out, self.nlist, codec)
         self._fastscan = None  # converted fast-scan index, rebuilt after each modification
+        self._pq_mirror = None  # _PQTables for the residual-PQ scan, rebuilt after each modification
+        # residual PQ search: "tables" (one LUT per query + per-vector terms, see _PQTables) or
+        # "pseudo" (one faiss scan per (query, list) with the residual query; also range_search)
+        self.pq_scan = "tables"
         if isinstance(self._inner, faiss.IndexIVFFlat) or by_residual is None:
             self.by_residual = bool(default_res) and not isinstance(self._inner, faiss.IndexIVFFlat)
         else:
@@ -329,7 +333,7 @@ class IndexIVFTT:
                 if progress is not None:
                     progress.update(xb.shape[0])
         finally:
-            self._fastscan = None
+            self._fastscan = self._pq_mirror = None
             if progress is not None:
                 progress.close()
 
@@ -356,7 +360,7 @@ class IndexIVFTT:
         n = int(self._inner.remove_ids(inner_sel))
         if self.refine:
             self._refine_store.remove_ids(store_sel)
-        self._fastscan = None
+        self._fastscan = self._pq_mirror = None
         return n
 
     def reset(self) -> None:
@@ -364,7 +368,7 @@ class IndexIVFTT:
         self._inner.reset()
         if self.refine:
             self._refine_store.reset()
-        self._fastscan = None
+        self._fastscan = self._pq_mirror = None
 
     def reconstruct(self, key: int) -> np.ndarray:
         """Stored vector for id `key` as (d,) float32 (decoded; exact with Flat or RFlat)."""
@@ -457,8 +461,17 @@ class IndexIVFTT:
         D[I < 0] = np.inf  # faiss pads with FLT_MAX; the contract is -1 / +inf
         return D, I
 
+    def _tables_apply(self) -> bool:
+        inner = self._inner
+        return (self.by_residual and self.pq_scan == "tables" and self._fastscan_bbs is None
+                and isinstance(inner, faiss.IndexIVFPQ) and inner.pq.nbits == 8)
+
     def _search_base(self, xt: np.ndarray, k: int, nprobe: int, beam):
         Dq, Iq = self._coarse(xt, nprobe, beam)
+        if self._tables_apply():
+            if self._pq_mirror is None:
+                self._pq_mirror = _PQTables(self)
+            return self._pq_mirror.search(xt, k, Iq, Dq)
         index = self._scan_index()
         if not self.by_residual:
             return self._preassigned(index, xt, k, Iq, Dq)
@@ -547,6 +560,96 @@ class IndexIVFTT:
 
         other = deserialize_index(state["bytes"])
         self.__dict__.update(other.__dict__)
+
+
+class _PQTables:
+    """Residual-PQ scan with one lookup table per query (faiss's precomputed-table idea).
+
+    For x stored as r = PQ(x - c(l)) in list l:
+        ||q - c(l) - r||^2 = ||q - c(l)||^2 + (||r||^2 + 2 <c(l), r>) - 2 <q, r>
+    The first term is the coarse distance Dq, the second a per-vector float computed once
+    here, the third a sum of M table lookups from one (M, 256) table per query. This replaces
+    faiss's per-(query, list) residual table (d * 256 flops per probed list), which dominates
+    when lists hold a few vectors, as TT lists do. Works on a numpy mirror of the lists
+    (codes, ids, per-vector terms in list order: ntotal * (M + 12) bytes), rebuilt lazily after
+    each add / remove / reset.
+    """
+
+    def __init__(self, index):
+        inner, inv = index.inner, index.inner.invlists
+        pq = inner.pq
+        nlist, cs = index.nlist, int(inner.code_size)
+        self.M, self.ksub, self.dsub = int(pq.M), int(pq.ksub), int(pq.dsub)
+        self.centroids = faiss.vector_to_array(pq.centroids).reshape(self.M, self.ksub, self.dsub)
+        sizes = np.fromiter((inv.list_size(i) for i in range(nlist)), dtype=np.int64, count=nlist)
+        offsets = np.zeros(nlist + 1, dtype=np.int64)
+        np.cumsum(sizes, out=offsets[1:])
+        n = int(offsets[-1])
+        codes = np.empty((n, cs), dtype=np.uint8)
+        ids = np.empty(n, dtype=np.int64)
+        for l in np.flatnonzero(sizes):
+            o, m = int(offsets[l]), int(sizes[l])
+            codes[o:o + m] = faiss.rev_swig_ptr(inv.get_codes(int(l)), m * cs).reshape(m, cs)
+            ids[o:o + m] = faiss.rev_swig_ptr(inv.get_ids(int(l)), m)
+        lists = np.repeat(np.arange(nlist, dtype=np.int64), sizes)
+        extra = np.empty(n, dtype=np.float32)
+        for i0 in range(0, n, ADD_BATCH):
+            r = pq.decode(codes[i0:i0 + ADD_BATCH])
+            c = index.quantizer.reconstruct_batch(lists[i0:i0 + ADD_BATCH])
+            extra[i0:i0 + ADD_BATCH] = (r * r).sum(1) + 2 * (c * r).sum(1)
+        self.sizes, self.offsets, self.codes, self.ids, self.extra = sizes, offsets, codes, ids, extra
+
+    def search(self, xt, k, Iq, Dq):
+        """xt (n, d) residual-free queries, Iq/Dq (n, nprobe) coarse results -> D, I (n, k)."""
+        n, nprobe = Iq.shape
+        valid = Iq >= 0
+        lens = np.where(valid, self.sizes[np.where(valid, Iq, 0)], 0)
+        per_query = lens.sum(1)
+        D = np.empty((n, k), dtype=np.float32)
+        I = np.empty((n, k), dtype=np.int64)
+        # sub-batches of queries whose candidates x M lookups stay within BATCH_FLOATS
+        budget = max(1, BATCH_FLOATS // (2 * self.M))
+        q0 = 0
+        while q0 < n:
+            q1, tot = q0 + 1, int(per_query[q0])
+            while q1 < n and tot + per_query[q1] <= budget:
+                tot += int(per_query[q1])
+                q1 += 1
+            D[q0:q1], I[q0:q1] = self._scan(xt[q0:q1], k, Iq[q0:q1], Dq[q0:q1], lens[q0:q1],
+                                            per_query[q0:q1])
+            q0 = q1
+        return D, I
+
+    def _scan(self, x, k, Iq, Dq, lens, per_query):
+        n = x.shape[0]
+        M, ksub = self.M, self.ksub
+        lut = np.einsum("nmd,mkd->nmk", x.reshape(n, M, self.dsub), self.centroids,
+                        dtype=np.float32).reshape(-1)
+        flat_lens = lens.reshape(-1)
+        total = int(flat_lens.sum())
+        if total == 0:
+            return (np.full((n, k), np.inf, dtype=np.float32), np.full((n, k), -1, dtype=np.int64))
+        # row of every candidate: list start + position inside the list
+        starts = self.offsets[np.where(Iq >= 0, Iq, 0)].reshape(-1)
+        seg = np.repeat(np.arange(flat_lens.size), flat_lens)
+        first = np.cumsum(flat_lens) - flat_lens
+        rows = starts[seg] + (np.arange(total) - first[seg])
+        qidx = seg // Iq.shape[1]
+        dist = Dq.reshape(-1)[seg] + self.extra[rows]
+        codes = self.codes[rows]
+        base = qidx * (M * ksub)
+        ip = np.zeros(total, dtype=np.float32)
+        for m in range(M):
+            ip += lut[base + (m * ksub) + codes[:, m]]
+        dist -= 2 * ip
+        # pad per query into (n, max candidates) and keep the best k
+        width = int(per_query.max())
+        pos = np.arange(total) - np.repeat(np.cumsum(per_query) - per_query, per_query)
+        Dm = np.full((n, width), np.inf, dtype=np.float32)
+        Im = np.full((n, width), -1, dtype=np.int64)
+        Dm[qidx, pos] = dist
+        Im[qidx, pos] = self.ids[rows]
+        return _merge(Dm, Im, k)
 
 
 def _range_preassigned(index, x, radius, Iq, Dq):
