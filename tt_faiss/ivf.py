@@ -7,9 +7,11 @@ the coarse work itself with the C++ beam search (``TTQuantizer.search``):
 
 - non-residual codecs (Flat, or PQ/SQ with ``by_residual=False``): one ``search_preassigned``
   call per query batch with the probed lists of every query;
-- residual codecs: the inner index stores encodings of ``x - c(list)``; a query is expanded into
-  one pseudo-query ``q - c(list)`` per probed list, each pseudo-query scans only its list, and
-  the per-list results are merged. Distances equal faiss's own residual IVF ones.
+- residual codecs: the inner index stores encodings of ``x - c(list)``. 8-bit residual PQ is
+  scanned by tt_faiss with one lookup table per query plus a stored per-vector term
+  (``_PQTables``); other residual codecs (SQ, 4-bit PQ, fast-scan "fsr") expand a query into one
+  pseudo-query ``q - c(list)`` per probed list, each scanning only its list, and merge.
+  Either way distances equal faiss's own residual IVF ones (up to float rounding).
 
 Optional pieces: a chain of faiss VectorTransforms (OPQ / PCA prefixes) applied before
 everything, and RFlat re-ranking with exact distances on the raw (pre-transform) vectors.
@@ -109,6 +111,10 @@ class IndexIVFTT:
     refine : keep the raw vectors and re-rank k * k_factor candidates exactly (",RFlat").
     k_factor : re-ranking depth for refine.
     nprobe : default number of probed lists.
+
+    Attributes: d, d_out, ntotal, nlist, is_trained, metric_type, nprobe, beam (= quantizer.beam),
+    by_residual, codec, refine, k_factor, chain, quantizer, invlists, inner (the faiss IVF index),
+    pq_scan ("tables" or "pseudo": the residual-PQ search path, see the module docstring).
     """
 
     def __init__(self, quantizer, d: int, codec: str = "Flat", by_residual: bool | None = None,
