@@ -18,11 +18,11 @@ def _nn_loss(cloud, x):
 
 def test_als_sweep_and_reassignment_never_increase_nn_loss():
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((3000, 5)).astype(np.float32)
+    x = rng.standard_normal((1500, 5)).astype(np.float32)
     cores = init.random_init(x, (6, 8, 5), 4, seed=0)
     xt = torch.from_numpy(x)
     prev = None
-    for it in range(5):
+    for it in range(4):
         ids = torch.from_numpy(losses.nearest_tt(cores, x, beam=64))  # exact nearest points
         cur = float(losses.nn_loss(xt.double(), cores, ids))
         if prev is not None:
@@ -85,7 +85,7 @@ def test_rvq_init_recovers_a_separated_additive_tt_cloud():
 def test_fit_on_toy_beats_random_init_by_10x():
     x = toy.make("circles", 2048, seed=0)
     shape, rank = (16, 32), 4
-    fitted = tt_faiss.fit(x, shape, rank, seed=0, verbose=False, als_iters=8)
+    fitted = tt_faiss.fit(x, shape, rank, seed=0, verbose=False, als_iters=5)
     rand = tt_faiss.TTPointCloud(tt.to_public(init.random_init(x, shape, rank, seed=0)))
     assert _nn_loss(fitted, x) * 10 < _nn_loss(rand, x)
 
@@ -107,10 +107,10 @@ def test_fit_returns_requested_layout_history_and_is_deterministic():
 
 @pytest.mark.parametrize("optimizer", ["adam", "rsgd"])
 def test_gradient_stage_lowers_the_loss_on_toy_data(optimizer):
-    x = toy.make("mixture", 2048, seed=2)
+    x = toy.make("mixture", 1024, seed=2)
     hist = []
-    tt_faiss.fit(x, (16, 32), 4, seed=0, verbose=False, init="random", stages=("sgd",),
-                 optimizer=optimizer, sgd_iters=25, batch=1024, history=hist,
+    tt_faiss.fit(x, (8, 16), 4, seed=0, verbose=False, init="random", stages=("sgd",),
+                 optimizer=optimizer, sgd_iters=20, batch=512, history=hist,
                  lr=0.05)
     losses_ = [h["loss"] for h in hist if h["stage"] == "sgd"]
     assert np.mean(losses_[-5:]) < 0.7 * np.mean(losses_[:5])

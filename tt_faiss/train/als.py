@@ -21,6 +21,8 @@ import torch
 
 from . import tt
 
+MAX_SYSTEM_BYTES = 4 << 30  # dense Kronecker systems of a middle core: n_a * (r_{a-1} r_a)^2 doubles
+
 
 def accumulate(ids: torch.Tensor, x: torch.Tensor, npoints: int, weight: float = 1.0,
                counts: torch.Tensor | None = None, sums: torch.Tensor | None = None,
@@ -66,6 +68,12 @@ def solve_core(cores: tt.Cores, a: int, counts: torch.Tensor, sums: torch.Tensor
         w_old = G.permute(1, 2, 0)  # (n, rr, D)
         W = _regularised_solve(A, B, w_old, ridge)  # A symmetric: A W^T = B^T
         return W.permute(2, 0, 1).contiguous().to(cores[a].dtype)
+    need = n * (rl * rr) ** 2 * 8
+    if need > MAX_SYSTEM_BYTES:
+        raise ValueError(
+            f"ALS core {a}: the normal equations need {need / 2**30:.1f} GiB ({n} systems of size "
+            f"{rl * rr}); ranks this large are beyond exact ALS here. Lower the rank or train with "
+            f"stages=('sgd',)")
     L = tt.prefix_matrices([c.to(dt) for c in cores], a)  # (P, D, rl)
     Gam = torch.einsum("pdi,pdj->pij", L, L)
     if P <= S:
