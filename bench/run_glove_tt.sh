@@ -9,5 +9,4 @@ B="python3 bench/bench_ivf.py --dataset glove --threads 1 --train-threads ${TRAI
 $B --key "TT16x64x64r16,Flat"  --label "TT16x64x64 r16 (30.2k floats)"
 $B --key "TT16x64x64r8,Flat"   --label "TT16x64x64 r8 (11.0k floats)"
 $B --key "TT256x256r8,Flat"    --label "TT256x256 r8 (104k floats)"
-$B --key "TT16x64x64r32,Flat"  --label "TT16x64x64 r32 (83.5k floats)"
-$B --key "TT16x64x64r4,Flat"   --label "TT16x64x64 r4 (4.5k floats)"
+$B --key "TT16x64x64r32,Flat"  --label "TT16x64x64 r32 (93.2k floats)"
