@@ -135,14 +135,14 @@ def deserialize_index(buf):
     if buf[:1] == b"I" and buf[:len(MAGIC)] != MAGIC:  # faiss fourcc ("IxF2", "IwFl", ...)
         return faiss.deserialize_index(np.frombuffer(buf, dtype=np.uint8))
     h = read_header(buf)
-    pos, parts = h["_data_offset"], {}
+    pos, parts, view = h["_data_offset"], {}, memoryview(buf)  # slices without copies
     for s in h["sections"]:
-        parts[s["name"]] = buf[pos:pos + int(s["nbytes"])]
+        parts[s["name"]] = view[pos:pos + int(s["nbytes"])]
         pos += int(s["nbytes"])
     try:
         qh = h["quantizer"]
         if "cloud" in parts:
-            q = TTQuantizer.from_cloud(TTPointCloud.from_bytes(parts["cloud"]))
+            q = TTQuantizer.from_cloud(TTPointCloud.from_bytes(bytes(parts["cloud"])))
         else:
             q = TTQuantizer(int(qh["d"]), qh["shape"], list(qh["ranks"]) or 1)
         q.beam = int(h["beam"])
