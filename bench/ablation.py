@@ -130,7 +130,7 @@ def evaluate(cloud, xb, xq, gt, assign_beam=64):
     return out
 
 
-def baseline_rows(xb, xq, gt, seed=0):
+def baseline_rows(xb, xq, gt, seed=0, which=("ivf", "imi")):
     """faiss baselines through the same metric code: IVF k-means at the TT configurations' float
     counts (nlist = floats / d) and IMI2x8 (65,536 buckets). Probe order is exact nearest-first,
     which for IMI is its multi-sequence order."""
@@ -138,21 +138,23 @@ def baseline_rows(xb, xq, gt, seed=0):
 
     d = xb.shape[1]
     rows = []
-    for nlist, label in ((604, "faiss_ivf604_kmeans (= TT16x64x64 r16 floats)"),
-                         (2089, "faiss_ivf2089_kmeans (= TT256x256 r8 floats)")):
+    ivf = [(604, "faiss_ivf604_kmeans (= TT16x64x64 r16 floats)"),
+           (2089, "faiss_ivf2089_kmeans (= TT256x256 r8 floats)")] if "ivf" in which else []
+    for nlist, label in ivf:
         t = time.time()
         km = faiss.Kmeans(d, nlist, niter=20, seed=seed + 1, verbose=False)
         km.train(xb)
         secs = time.time() - t
         _, a = km.index.search(xb, 1)
         rows.append(_baseline_row(label, km.centroids, a[:, 0], xq, gt, nlist * d, secs, seed))
+    if "imi" not in which:
+        return rows
     t = time.time()
     imi = faiss.MultiIndexQuantizer(d, 2, 8)
     imi.train(xb)
     secs = time.time() - t
     _, a = imi.search(xb, 1)
-    cb = faiss.vector_to_array(imi.pq.centroids).reshape(2, 256, d // 2)
-    pts = np.concatenate([np.repeat(cb[0], 256, 0), np.tile(cb[1], (256, 1))], 1)  # id = i1 * 256 + i2
+    pts = imi.reconstruct_n(0, 1 << 16)  # the 65,536 product centroids in faiss's id order
     rows.append(_baseline_row("faiss_IMI2x8", pts, a[:, 0], xq, gt, 2 * 256 * (d // 2), secs, seed))
     return rows
 
@@ -241,7 +243,8 @@ def main(argv=None):
     ap.add_argument("--time-budget", type=float, default=None)
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--table", action="store_true")
-    ap.add_argument("--baselines", action="store_true", help="faiss IVF k-means / IMI2x8 rows")
+    ap.add_argument("--baselines", nargs="*", default=None, choices=["ivf", "imi"],
+                    help="faiss IVF k-means / IMI2x8 rows (no value: both)")
     args = ap.parse_args(argv)
     if args.list:
         for n, (s, r, rec) in CONFIGS.items():
@@ -250,10 +253,10 @@ def main(argv=None):
     if args.table:
         table()
         return
-    if args.baselines:
+    if args.baselines is not None:
         xb, xq = load_glove()
         gt = ground_truth(xb, xq)
-        for row in baseline_rows(xb, xq, gt):
+        for row in baseline_rows(xb, xq, gt, which=args.baselines or ("ivf", "imi")):
             print(json.dumps(row), flush=True)
             save_row(row)
         table()
