@@ -15,6 +15,7 @@ Trained objects are cached under --cache-dir (train times are kept in a sidecar 
 
   OMP_NUM_THREADS=1 python bench/ivf_glove.py                      # full run
   OMP_NUM_THREADS=1 python bench/ivf_glove.py --nq 2000 --quick    # smaller sweep
+  OMP_NUM_THREADS=1 python bench/ivf_glove.py --codec PQ10x8 --out bench/results/ivf_glove_pq10x8.json
 """
 from __future__ import annotations
 
@@ -52,7 +53,18 @@ def save_times(cache, name, times):
         json.dump(times, f)
 
 
-def build_tt(xb, cache, add_beam, fit_budget):
+def _with_codec(quantizer, xb, codec):
+    """faiss IVF index of `codec` over an already-trained coarse quantizer (codec trained on xb)."""
+    nlist = quantizer.ntotal
+    index = faiss.index_factory(xb.shape[1], f"IVF{nlist},{codec}")
+    index.own_fields = False
+    index.quantizer = quantizer
+    index.referenced_objects = [quantizer]
+    index.train(xb)  # the quantizer holds nlist centroids, so only the codec is trained
+    return index
+
+
+def build_tt(xb, cache, add_beam, fit_budget, codec="Flat"):
     path = os.path.join(cache, "tt16x64x64r16.cloud")
     times = cached_times(cache, "tt16x64x64r16")
     if os.path.exists(path):
@@ -61,20 +73,24 @@ def build_tt(xb, cache, add_beam, fit_budget):
         cloud, t = timed(lambda: tt_faiss.fit(xb, (16, 64, 64), 16, seed=0, time_budget=fit_budget))
         cloud.save(path)
         times["train_s"] = t
-    filled = os.path.join(cache, f"tt16x64x64r16_Flat_addbeam{add_beam}.ttf")
-    if os.path.exists(filled) and "add_s" in times:
+    filled = os.path.join(cache, f"tt16x64x64r16_{codec}_addbeam{add_beam}.ttf")
+    if codec != "Flat":
+        times = {"train_s": times.get("train_s")}
+    if os.path.exists(filled) and times.get("add_s"):
         return tt_faiss.read_index(filled), cloud.nparams, times
     q = tt_faiss.TTQuantizer.from_cloud(cloud)
     q.beam = add_beam
-    index = IndexIVFTT(q, xb.shape[1], "Flat")
-    index.train(xb[:1000])  # quantizer is trained; Flat has no codec to train
+    index = IndexIVFTT(q, xb.shape[1], codec)
+    # the quantizer is trained: this trains only the codec (on residuals for PQ/SQ)
+    _, times["codec_train_s"] = timed(lambda: index.train(xb))
     _, times["add_s"] = timed(lambda: index.add(xb))
     tt_faiss.write_index(index, filled)
-    save_times(cache, "tt16x64x64r16", times)
+    if codec == "Flat":
+        save_times(cache, "tt16x64x64r16", times)
     return index, cloud.nparams, times
 
 
-def build_ivf_kmeans(xb, cache, nlist=604):
+def build_ivf_kmeans(xb, cache, nlist=604, codec="Flat"):
     name = f"IVF{nlist}_Flat"
     path = os.path.join(cache, name + ".centroids.npy")
     times = cached_times(cache, name)
@@ -87,14 +103,19 @@ def build_ivf_kmeans(xb, cache, nlist=604):
         np.save(path, cent)
     q = faiss.IndexFlatL2(xb.shape[1])
     q.add(cent)
-    index = faiss.IndexIVFFlat(q, xb.shape[1], nlist)
-    index.referenced_objects = [q]
+    if codec == "Flat":
+        index = faiss.IndexIVFFlat(q, xb.shape[1], nlist)
+        index.referenced_objects = [q]
+    else:
+        index = _with_codec(q, xb, codec)
+        times = {"train_s": times.get("train_s")}
     _, times["add_s"] = timed(lambda: index.add(xb))
-    save_times(cache, name, times)
+    if codec == "Flat":
+        save_times(cache, name, times)
     return index, cent.size, times
 
 
-def build_ivf_hnsw(xb, cache, nlist=65536):
+def build_ivf_hnsw(xb, cache, nlist=65536, codec="Flat"):
     name = f"IVF{nlist}_HNSW32_Flat"
     path = os.path.join(cache, name + ".centroids.npy")
     times = cached_times(cache, name)
@@ -110,16 +131,22 @@ def build_ivf_hnsw(xb, cache, nlist=65536):
         _, times["train_s"] = timed(lambda: cl.train(xb, assign_index))
         cent = faiss.vector_to_array(cl.centroids).reshape(nlist, d)
         np.save(path, cent)
-    filled = os.path.join(cache, name + ".filled.index")
-    if os.path.exists(filled) and "add_s" in times:
+    filled = os.path.join(cache, name + ("" if codec == "Flat" else "_" + codec) + ".filled.index")
+    if codec != "Flat":
+        times = {"train_s": times.get("train_s")}
+    if os.path.exists(filled) and times.get("add_s"):
         return faiss.read_index(filled), cent.size, times
     q = faiss.IndexHNSWFlat(d, 32)
     q.add(cent)
-    index = faiss.IndexIVFFlat(q, d, nlist)
-    index.referenced_objects = [q]
+    if codec == "Flat":
+        index = faiss.IndexIVFFlat(q, d, nlist)
+        index.referenced_objects = [q]
+    else:
+        index = _with_codec(q, xb, codec)
     _, times["add_s"] = timed(lambda: index.add(xb))
     faiss.write_index(index, filled)
-    save_times(cache, name, times)
+    if codec == "Flat":
+        save_times(cache, name, times)
     return index, cent.size, times
 
 
@@ -150,6 +177,7 @@ def main():
     ap.add_argument("--add-beam", type=int, default=64, help="TT beam used to assign database vectors")
     ap.add_argument("--fit-budget", type=float, default=None, help="time budget (s) for tt_faiss.fit")
     ap.add_argument("--quick", action="store_true", help="smaller sweeps")
+    ap.add_argument("--codec", default="Flat", help="faiss codec for all indexes, e.g. PQ10x8 (residual)")
     ap.add_argument("--skip", default="", help="comma list of indexes to skip: tt,kmeans,hnsw")
     ap.add_argument("--cache-dir", default=os.path.join(HERE, "cache", "ivf_glove"))
     ap.add_argument("--out", default=os.path.join(HERE, "results", "ivf_glove.json"))
@@ -171,15 +199,15 @@ def main():
 
     def report(name, floats, times, rows):
         results["indexes"][name] = {"quantizer_floats": int(floats), **times, "sweep": rows}
-        print(f"\n== {name}  (quantizer floats {floats:,}; train {times.get('train_s', float('nan')):.1f}s,"
-              f" add {times.get('add_s', float('nan')):.1f}s)")
+        print(f"\n== {name}  (quantizer floats {floats:,}; train {times.get('train_s') or float('nan'):.1f}s,"
+              f" add {times.get('add_s') or float('nan'):.1f}s)")
         print(f"{'setting':>26} {'R@1':>7} {'10-R@10':>8} {'QPS':>9}")
         for r in rows:
             print(f"{r['setting']:>26} {r['recall1']:7.4f} {r['recall10_10']:8.4f} {r['qps']:9.0f}")
         sys.stdout.flush()
 
     if "tt" not in skip:
-        index, floats, times = build_tt(xb, args.cache_dir, args.add_beam, args.fit_budget)
+        index, floats, times = build_tt(xb, args.cache_dir, args.add_beam, args.fit_budget, args.codec)
         grid = [(16, 16), (64, 64), (128, 128), (256, 256), (512, 512), (1024, 1024), (2048, 2048)]
         if not args.quick:
             grid += [(128, 256), (256, 512), (512, 1024), (1024, 2048)]
@@ -188,21 +216,21 @@ def main():
             p = {"nprobe": nprobe, "beam": beam}
             r = measure(lambda x: index.search(x, k, params=p), xq, gt, args.min_time)
             rows.append({"setting": f"nprobe={nprobe},beam={beam}", "nprobe": nprobe, "beam": beam, **r})
-        report("TT16x64x64r16,Flat", floats, times, rows)
+        report(f"TT16x64x64r16,{args.codec}", floats, times, rows)
         del index
 
     if "kmeans" not in skip:
-        index, floats, times = build_ivf_kmeans(xb, args.cache_dir)
+        index, floats, times = build_ivf_kmeans(xb, args.cache_dir, codec=args.codec)
         rows = []
         for nprobe in [1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128]:
             index.nprobe = nprobe
             r = measure(lambda x: index.search(x, k), xq, gt, args.min_time)
             rows.append({"setting": f"nprobe={nprobe}", "nprobe": nprobe, **r})
-        report("IVF604,Flat", floats, times, rows)
+        report(f"IVF604,{args.codec}", floats, times, rows)
         del index
 
     if "hnsw" not in skip:
-        index, floats, times = build_ivf_hnsw(xb, args.cache_dir)
+        index, floats, times = build_ivf_hnsw(xb, args.cache_dir, codec=args.codec)
         q = faiss.downcast_index(index.quantizer)
         grid = [(16, 32), (64, 64), (128, 128), (256, 256), (512, 512), (1024, 1024)]
         if not args.quick:
@@ -213,7 +241,7 @@ def main():
             q.hnsw.efSearch = ef
             r = measure(lambda x: index.search(x, k), xq, gt, args.min_time)
             rows.append({"setting": f"nprobe={nprobe},efSearch={ef}", "nprobe": nprobe, "efSearch": ef, **r})
-        report("IVF65536_HNSW32,Flat", floats, times, rows)
+        report(f"IVF65536_HNSW32,{args.codec}", floats, times, rows)
         del index
 
     print("\n== best QPS at recall@1 >= target")
