@@ -259,9 +259,10 @@ def sparse_random_projection(d, k, seed=0):
     """(d, k) float32 sparse random projection (Li et al. 2006, density 1/sqrt(d)).
 
     Entries are 0 or ``+-sqrt(1/(density*k))``, so squared distances are preserved in
-    expectation (Johnson-Lindenstrauss); PatchCore projects to 128 dims before its greedy
-    search for speed. Kept dense in memory: numpy BLAS on a dense (d, k) matrix is faster
-    than a sparse product at these sizes.
+    expectation (Johnson-Lindenstrauss). PatchCore projects to 128 dims before its greedy
+    search for speed (with a dense random ``torch.nn.Linear``; a sparse map is the cheaper JL
+    equivalent). Kept dense in memory: numpy BLAS on a dense (d, k) matrix is faster than a
+    sparse product at these sizes.
     """
     d = _positive_int(d, "d")
     k = _positive_int(k, "k")
