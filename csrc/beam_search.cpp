@@ -24,11 +24,21 @@ inline bool cand_less(const Cand& a, const Cand& b) {
   return a.score < b.score || (a.score == b.score && a.id < b.id);
 }
 
-// The `keep` best children (smallest score, ties by smaller id), unordered. A bounded max-heap:
-// once it is full, most children are rejected by one comparison against its top.
+// The `keep` best children (smallest score, ties by smaller id), unordered. For a small keep a
+// bounded max-heap (once full, most children are rejected by one comparison against its top);
+// when keep is a large share of the children (long probe lists), one nth_element pass.
 void select_best(const float* scores, const int64_t* prefix, int64_t nb, int64_t na, int64_t keep,
                  std::vector<Cand>& heap) {
   heap.clear();
+  if (keep * 8 >= nb * na) {
+    for (int64_t b = 0; b < nb; ++b)
+      for (int64_t i = 0; i < na; ++i) heap.push_back(Cand{scores[b * na + i], prefix[b] * na + i, b * na + i});
+    if (keep < int64_t(heap.size())) {
+      std::nth_element(heap.begin(), heap.begin() + keep, heap.end(), cand_less);
+      heap.resize(keep);
+    }
+    return;
+  }
   for (int64_t b = 0; b < nb; ++b) {
     const float* sb = scores + b * na;
     const int64_t base = prefix[b] * na;
@@ -112,7 +122,8 @@ void search_one(const TTCloud& c, const float* q, int64_t k, int64_t beam, bool 
         }
       }
       const int64_t kk = std::min(k, m);
-      std::partial_sort(ws.final_.begin(), ws.final_.begin() + kk, ws.final_.end());
+      if (exact)  // inexact entries are already in cheap-score order
+        std::partial_sort(ws.final_.begin(), ws.final_.begin() + kk, ws.final_.end());
       for (int64_t s = 0; s < k; ++s) {
         if (s < kk) {
           out_d[s] = float(ws.final_[s].first);
