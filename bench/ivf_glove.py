@@ -208,9 +208,11 @@ def main():
 
     if "tt" not in skip:
         index, floats, times = build_tt(xb, args.cache_dir, args.add_beam, args.fit_budget, args.codec)
-        grid = [(16, 16), (64, 64), (128, 128), (256, 256), (512, 512), (1024, 1024), (2048, 2048)]
+        # beam = upper-level width (IndexIVFTT raises it to >= nprobe/8); the last level
+        # always returns nprobe lists
+        grid = [(16, 32), (64, 32), (128, 32), (256, 64), (512, 64), (1024, 128), (2048, 256)]
         if not args.quick:
-            grid += [(128, 256), (256, 512), (512, 1024), (1024, 2048)]
+            grid += [(512, 128), (768, 128), (1024, 256), (1536, 192), (1536, 384)]
         rows = []
         for nprobe, beam in grid:
             p = {"nprobe": nprobe, "beam": beam}
