@@ -41,9 +41,10 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 
 import numpy as np
+
+from ._atomic import atomic_write
 
 __all__ = [
     "MemoryBank", "TTMemoryBank", "CoresetMemoryBank", "RandomMemoryBank", "FullMemoryBank",
@@ -89,17 +90,7 @@ def _positive_int(v, name):
 
 
 def _atomic_savez(path, **arrays):
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 # ----------------------------------------------------------------------------- metrics

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import struct
 import zlib
 from typing import Sequence
@@ -21,6 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from . import _core
+from ._atomic import atomic_write
 from ._threads import _sync_threads
 from ._validate import as_float_matrix, as_ids, as_positive_int
 
@@ -321,7 +321,8 @@ class TTPointCloud:
 
     def save(self, path) -> None:
         """Write the cloud to `path` atomically (temp file + rename)."""
-        _atomic_write(path, self.to_bytes())
+        data = self.to_bytes()
+        atomic_write(path, lambda f: f.write(data))
 
     @classmethod
     def load(cls, path) -> "TTPointCloud":
@@ -347,17 +348,3 @@ def _expand_ranks(rank, k: int) -> tuple:
             raise ValueError(f"need {k - 1} ranks for {k} cores, got {len(ranks)}")
         return ranks
     return (as_positive_int(rank, "rank"),) * (k - 1)
-
-
-def _atomic_write(path, data: bytes) -> None:
-    path = os.fspath(path)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

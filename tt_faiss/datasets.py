@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 
 import numpy as np
+
+from ._atomic import atomic_write
 
 __all__ = [
     "read_vectors", "write_vectors",
@@ -159,19 +160,11 @@ def _bin_write(path, x, dtype):
 
 
 def _atomic_write(path, arrays):
-    path = os.fspath(path)
-    dirname = os.path.dirname(os.path.abspath(path))
-    os.makedirs(dirname, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dirname, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for a in arrays:
-                f.write(memoryview(np.ascontiguousarray(a)).cast("B"))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    def write(f):
+        for a in arrays:
+            f.write(memoryview(np.ascontiguousarray(a)).cast("B"))
+
+    atomic_write(path, write)
 
 
 def fvecs_read(path, start=None, stop=None, mmap=True):
@@ -275,17 +268,7 @@ def write_vectors(path, x):
 
 
 def _atomic_write_npy(path, x):
-    dirname = os.path.dirname(os.path.abspath(path))
-    os.makedirs(dirname, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dirname, prefix=".tmp-", suffix=".npy")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, x)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda f: np.save(f, x))
 
 
 def read_bigann_groundtruth(path):
@@ -492,10 +475,7 @@ def ground_truth(xb, xq, k=100, metric="L2", cache_dir=None, key=None, block=1 <
     rh.finalize()
     D, I = rh.D.astype(np.float32), rh.I.astype(np.int64)
     if path is not None:
-        fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".tmp-", suffix=".npz")
-        os.close(fd)
-        np.savez(tmp, D=D, I=I)
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: np.savez(f, D=D, I=I))
     return D, I
 
 

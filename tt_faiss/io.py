@@ -24,11 +24,12 @@ import json
 import os
 import platform
 import struct
-import tempfile
 import zlib
 
 import faiss
 import numpy as np
+
+from ._atomic import atomic_write
 
 MAGIC = b"TTFAISSI"
 FORMAT_VERSION = 1
@@ -176,23 +177,7 @@ def deserialize_index(buf):
 def write_index(index, path) -> None:
     """Write an IndexIVFTT (or a plain faiss index) to `path` atomically (temp file + rename)."""
     data = serialize_index(index)
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".ttf", dir=directory)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.tobytes())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
+    atomic_write(path, lambda f: f.write(data.tobytes()))
 
 def read_index(path):
     """Read a file written by write_index (or by faiss.write_index)."""
