@@ -345,6 +345,8 @@ def run(argv=None):
     ap.add_argument("--label", default=None, help="row label in summaries (default: the key)")
     ap.add_argument("--reuse-stats", action="store_true",
                     help="take bucket statistics and Recall@R from an existing --out JSON of the same run (re-time only)")
+    ap.add_argument("--stats-only", action="store_true",
+                    help="recompute bucket statistics and Recall@R into an existing --out JSON, keep its sweep")
     ap.add_argument("--no-search", action="store_true", help="bucket statistics / Recall@R only, no QPS sweep")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
@@ -406,6 +408,17 @@ def run(argv=None):
         settings = [{name: e} for e in parse_list(args.ef)]
     if args.beam and kind == "tt":
         settings = [dict(s, beam=b) for s in settings for b in parse_list(args.beam) if b >= s.get("nprobe", 1)]
+    if args.stats_only:
+        with open(out_path) as f:
+            old = json.load(f)
+        for fld in ("bucket_stats", "recall_at_R", "recall_at_R_nq", "pca_sample"):
+            if fld in res:
+                old[fld] = res[fld]
+        with open(out_path + ".partial", "w") as f:
+            json.dump(old, f, indent=1)
+        os.replace(out_path + ".partial", out_path)
+        log(f"updated statistics in {out_path}")
+        return old
     if args.no_search:
         settings = []
     else:

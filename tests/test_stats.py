@@ -182,3 +182,21 @@ def test_adaptive_nprobe_covers_sparse_quantizers():
     np.testing.assert_array_equal(S.recall_at_r(imi, xq, nn, Rs), full)
     # a fixed, too small nprobe leaves large R unknown instead of guessing
     assert np.isnan(S.recall_at_r(imi, xq, nn, Rs, nprobe=2)[-1])
+
+
+def test_probe_order_uses_the_index_probe_path_when_it_has_one():
+    xb, xq, nn = _data(n=500)
+    ivf = _ivf(xb, nlist=8)
+
+    class _WithCoarse(_TTLike):
+        def _apply_chain(self, x):
+            return x
+
+        def _coarse(self, x, nprobe, beam):
+            # reversed faiss order: stats must follow the index, not quantizer.search
+            D, I = self.quantizer.search(x, self.nlist)
+            return D[:, ::-1][:, :nprobe], I[:, ::-1][:, :nprobe]
+
+    w = _WithCoarse(ivf)
+    _, ref = ivf.quantizer.search(xq, 8)
+    np.testing.assert_array_equal(S.probe_order(w, xq, 3), ref[:, ::-1][:, :3])

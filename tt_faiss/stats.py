@@ -138,12 +138,20 @@ def list_assignment(index, ntotal=None):
 def probe_order(index, xq, nprobe):
     """(nq, nprobe) int64 list numbers in the order the index's coarse quantizer visits them.
 
-    Uses ``index.quantizer.search(xq, nprobe)``: faiss IVF (flat, HNSW, RCQ), IMI's
-    MultiIndexQuantizer (multi-sequence order) and the TT quantizer (beam search) all qualify.
+    faiss IVF (flat, HNSW, RCQ quantizers) and IMI (multi-sequence order): the quantizer's
+    ``search(xq, nprobe)``. tt_faiss.IndexIVFTT: the probe path of its own search (pretransform
+    and coarse beam search with the index's beam rule), so Recall@R describes what search scans.
     -1 entries (fewer than nprobe lists reachable) are kept as -1.
     """
-    q = index.quantizer if not _is_faiss_index(index) else _faiss_quantizer(index)
     xq = np.ascontiguousarray(xq, dtype=np.float32)
+    if not _is_faiss_index(index) and hasattr(index, "_coarse"):
+        # IndexIVFTT: the exact probe path its search uses (pretransform, then a coarse beam
+        # search whose upper-level beam widens with nprobe); quantizer.search alone keeps the
+        # quantizer's default beam and would rank far lists differently from the index
+        xt = index._apply_chain(xq) if hasattr(index, "_apply_chain") else xq
+        _, I = index._coarse(xt, int(nprobe), None)
+        return np.asarray(I, dtype=np.int64)
+    q = index.quantizer if not _is_faiss_index(index) else _faiss_quantizer(index)
     _, I = q.search(xq, int(nprobe))
     return np.asarray(I, dtype=np.int64)
 
