@@ -128,6 +128,14 @@ def main():
                           f"{flat_qps[t][1]:>9.0f} {qps_cpu / flat_qps[t][1]:>8.1f}"
                           + (f"  numpy-ref agree {ref_checked:.2f}" if "matches_numpy_reference" in row else ""))
             tt_faiss.set_num_threads(None)
+    def dump(assign):
+        os.makedirs(os.path.dirname(args.out), exist_ok=True)
+        with open(args.out, "w") as f:
+            json.dump(dict(rows=rows, assign=assign, d=args.d, nq=args.nq, noise=args.noise, decay=args.decay,
+                           machine=platform.processor() or platform.machine(), cpus=os.cpu_count(),
+                           faiss=faiss.__version__), f, indent=1)
+
+    dump({})  # the grid survives an interrupted assignment run
     # assignment of 1M vectors (issue 2 target)
     cloud = tt_faiss.TTPointCloud.random_hierarchical(args.d, (64, 64, 256), 32, seed=0, decay=args.decay)
     n = 200_000 if args.quick else 1_000_000
@@ -144,11 +152,7 @@ def main():
                             threads=tt_faiss.get_num_threads())
         print(f"assign {n} x {args.d} to (64,64,256) r32 beam {beam}: {sec:.1f} s wall, {cpu:.1f} s CPU, "
               f"hit {assign[beam]['hit_rate_on_20k']:.3f} (vs beam 4096, 20k rows)")
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(dict(rows=rows, assign=assign, d=args.d, nq=args.nq, noise=args.noise, decay=args.decay,
-                       machine=platform.processor() or platform.machine(), cpus=os.cpu_count(),
-                       faiss=faiss.__version__), f, indent=1)
+    dump(assign)
     print("wrote", args.out)
 
 
