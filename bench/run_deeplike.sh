@@ -10,4 +10,3 @@ export OMP_NUM_THREADS=${TRAIN_THREADS:-1}
 B="python3 bench/bench_ivf.py --dataset deeplike1M --nq 2000 --threads 1 --train-threads ${TRAIN_THREADS:-1} --no-search --max-r-exp 10"
 $B --key "TT64x64x256r32,Flat" --label "TT64x64x256 r32 (fit 500 s)" --fit '{"time_budget": 500}'
 $B --key "IMI2x10,Flat"        --label "IMI2x10 (98k floats)"
-$B --key "TT64x64x256r8,Flat"  --label "TT64x64x256 r8 (fit 300 s)" --fit '{"time_budget": 300}'

@@ -104,7 +104,7 @@ def markdown_table(runs):
                _fmt(bs.get("empty_pct"), 1), _fmt(bs.get("sum_sq_over_n"), 1)]
         row += [_fmt(rec.get(str(R))) for R in TABLE_RS]
         row += [_fmt(r.get("train_s"), 1), _fmt(r.get("add_s"), 1), "" if mb is None else f"{mb / 2**20:.1f}"]
-        row += [_fmt_qps(qa.get(t[0])) for t in TARGETS]
+        row += [_fmt_qps(qa.get(t[0])) if r.get("sweep") else "–" for t in TARGETS]  # – : not searched
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
@@ -294,8 +294,9 @@ def main(argv=None):
             written.append("buckets_vs_rank.png")
         if plot_pca(runs, os.path.join(out, "pca.png")):
             written.append("pca.png")
-        plot_recall_vs_qps(runs, os.path.join(out, "recall_vs_qps.png"))
-        written.append("recall_vs_qps.png")
+        if any(r.get("sweep") for r in runs):
+            plot_recall_vs_qps(runs, os.path.join(out, "recall_vs_qps.png"))
+            written.append("recall_vs_qps.png")
     if args.readme:
         write_readme_section(args.readme, runs, table + note, out, written, args.title, args.append)
         written.append(args.readme)
