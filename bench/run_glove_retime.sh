@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1
-B="python3 bench/bench_ivf.py --dataset glove --threads 1 --min-time ${MIN_TIME:-0.3} --reuse-stats"
+B="python3 bench/bench_ivf.py --dataset glove --threads 1 --min-time ${MIN_TIME:-0.3} --reuse-stats --stop-at ${STOP_AT:-0.99}"
 # ALL=1 re-times every run; by default only runs recorded without CPU-time QPS.
 for f in bench/results/glove/*.json; do
   if [ "${ALL:-0}" != 1 ] && python3 -c "import json,sys; sys.exit(0 if json.load(open(sys.argv[1])).get('qps_cpu_at') else 1)" "$f"; then
