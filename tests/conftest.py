@@ -1,3 +1,4 @@
+import faiss
 import numpy as np
 import pytest
 
@@ -23,3 +24,12 @@ def tt_reference(cores):
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+@pytest.fixture(scope="module")
+def one_faiss_thread():
+    """faiss on 1 thread for a module: on tiny problems OpenMP spin-waits only slow a shared machine."""
+    n = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(n)

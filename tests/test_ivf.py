@@ -14,13 +14,7 @@ SHAPE = (8, 8)
 NLIST = 64
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_faiss_thread():
-    # tiny problems: OpenMP spin-waits only slow them down on a shared machine
-    n = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_faiss_thread")
 
 
 @pytest.fixture(scope="module")
