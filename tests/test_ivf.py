@@ -466,3 +466,18 @@ def test_pq_table_scan_equals_per_list_scan(cloud, data):
             D0, I0 = tt.search(xq, 12, params={"nprobe": nprobe})
             assert_same_knn(D1, I1, D0, I0)
     assert tt.ntotal == 4000 - len(range(0, 4000, 3))
+
+
+def test_probe_order_is_the_exact_list_order_with_a_full_beam(cloud):
+    q = tt_faiss.TTQuantizer.from_cloud(cloud, beam=NLIST)
+    index = IndexIVFTT(q, D, codec="Flat")
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((25, D)).astype(np.float32)
+    index.train(x)  # the quantizer is trained: this trains only the (trivial) Flat codec
+    order = index.probe_order(x, 10)
+    pts = cloud.reconstruct(np.arange(NLIST)).astype(np.float64)
+    d2 = ((x[:, None, :].astype(np.float64) - pts[None]) ** 2).sum(-1)
+    np.testing.assert_array_equal(order, np.argsort(d2, axis=1, kind="stable")[:, :10])
+    assert order.dtype == np.int64 and order.shape == (25, 10)
+    with pytest.raises(ValueError, match="nprobe"):
+        index.probe_order(x, NLIST + 1)

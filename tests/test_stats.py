@@ -189,13 +189,10 @@ def test_probe_order_uses_the_index_probe_path_when_it_has_one():
     ivf = _ivf(xb, nlist=8)
 
     class _WithCoarse(_TTLike):
-        def _apply_chain(self, x):
-            return x
-
-        def _coarse(self, x, nprobe, beam):
+        def probe_order(self, x, nprobe):
             # reversed faiss order: stats must follow the index, not quantizer.search
-            D, I = self.quantizer.search(x, self.nlist)
-            return D[:, ::-1][:, :nprobe], I[:, ::-1][:, :nprobe]
+            _, I = self.quantizer.search(x, self.nlist)
+            return I[:, ::-1][:, :nprobe]
 
     w = _WithCoarse(ivf)
     _, ref = ivf.quantizer.search(xq, 8)

@@ -307,6 +307,18 @@ class IndexIVFTT:
             Dq, Iq = self.quantizer.search(xt, nprobe, b)
         return np.ascontiguousarray(Dq, dtype=np.float32), np.ascontiguousarray(Iq, dtype=np.int64)
 
+    def probe_order(self, x, nprobe: int | None = None, params=None) -> np.ndarray:
+        """Lists that search() scans for each query, nearest first: x (n, d) -> (n, nprobe) int64.
+
+        The same path as search (pretransform, then the coarse beam search with the index's beam
+        rule); nprobe defaults to index.nprobe, params as in search (nprobe/beam).
+        """
+        x = as_float_matrix(x, self.d, "x")
+        self._require_trained()
+        p_nprobe, beam, _ = self._resolve(params)
+        nprobe = p_nprobe if nprobe is None else as_positive_int(nprobe, "nprobe", self.nlist)
+        return self._coarse(self._apply_chain(x), nprobe, beam)[1]
+
     # ------------------------------------------------------------------ adding / removing
     def add(self, x) -> None:
         """Add x (n, d) with ids ntotal .. ntotal+n-1."""

@@ -144,13 +144,10 @@ def probe_order(index, xq, nprobe):
     -1 entries (fewer than nprobe lists reachable) are kept as -1.
     """
     xq = np.ascontiguousarray(xq, dtype=np.float32)
-    if not _is_faiss_index(index) and hasattr(index, "_coarse"):
-        # IndexIVFTT: the exact probe path its search uses (pretransform, then a coarse beam
-        # search whose upper-level beam widens with nprobe); quantizer.search alone keeps the
-        # quantizer's default beam and would rank far lists differently from the index
-        xt = index._apply_chain(xq) if hasattr(index, "_apply_chain") else xq
-        _, I = index._coarse(xt, int(nprobe), None)
-        return np.asarray(I, dtype=np.int64)
+    if not _is_faiss_index(index) and hasattr(index, "probe_order"):
+        # IndexIVFTT: the exact probe path its search uses (its upper-level beam widens with
+        # nprobe); quantizer.search alone keeps the quantizer's default beam
+        return np.asarray(index.probe_order(xq, int(nprobe)), dtype=np.int64)
     q = index.quantizer if not _is_faiss_index(index) else _faiss_quantizer(index)
     _, I = q.search(xq, int(nprobe))
     return np.asarray(I, dtype=np.int64)
