@@ -235,12 +235,11 @@ class TTPointCloud:
         the order is then by the expanded form ||q||^2 - 2 q.c + ||c||^2 in float32 and D holds
         those values (equal to the true distances up to float32 cancellation).
         """
-        x = as_float_matrix(x, self.d, "x")
         k = as_positive_int(k, "k", self.npoints)
         beam = max(k, DEFAULT_BEAM) if beam is None else as_positive_int(beam, "beam")
         if beam < k:
             raise ValueError(f"beam must be >= k={k}, got {beam}")
-        return self._search(x, k, beam, exact)
+        return self._search(x, k, beam, exact)  # validates x once
 
     def _search(self, x, k: int, beam: int, exact: bool = True):
         # beam < k allowed: upper levels keep `beam` (TTQuantizer's probe lists)
